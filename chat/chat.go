@@ -1,0 +1,115 @@
+// Package chat holds the domain of the chat contract: the rows the sidecar
+// reads and writes, and the outcomes callers branch on. It depends on nothing.
+package chat
+
+import (
+	"errors"
+	"time"
+)
+
+// User is a row of Django's user table, as far as the chat needs it.
+type User struct {
+	ID       int64
+	Email    string
+	FullName string
+	UserType string
+	IsActive bool
+}
+
+// DisplayName is what the message object shows: the full name, or the email
+// when the full name is empty (PROTOCOL.md section 6).
+func (u User) DisplayName() string {
+	if u.FullName == "" {
+		return u.Email
+	}
+	return u.FullName
+}
+
+// Conversation is a row of the conversation table.
+type Conversation struct {
+	ID         int64
+	ListenerID int64
+	TalkerID   int64
+	Status     string
+}
+
+// Conversation statuses, as Django stores them.
+const (
+	StatusPending  = "pending"
+	StatusActive   = "active"
+	StatusRejected = "rejected"
+	StatusClosed   = "closed"
+)
+
+// HasParticipant reports whether the user is the listener or the talker.
+func (c Conversation) HasParticipant(userID int64) bool {
+	return userID == c.ListenerID || userID == c.TalkerID
+}
+
+// Message types, as Django stores them.
+const (
+	TypeText = "text"
+	TypeFile = "file"
+)
+
+// Message is a row of the message table with what its serialization needs.
+type Message struct {
+	ID             int64
+	ConversationID int64
+	Sender         User
+	Content        string
+	MessageType    string
+	CreatedAt      time.Time
+	IsRead         bool
+	Attachment     *Attachment // nil when the message has no attachment row
+}
+
+// Attachment is a row of the file attachment table.
+type Attachment struct {
+	ID       int64
+	File     string // path relative to MEDIA_ROOT, forward slashes
+	Filename string // the name as the client sent it
+	FileSize int64
+	FileType string
+}
+
+// Outcomes of a save that the consumer turns into error frames.
+var (
+	ErrConversationGone = errors.New("conversation does not exist")
+	ErrBlocked          = errors.New("conversation is blocked")
+	ErrNotTalker        = errors.New("only the talker can send in a pending conversation")
+)
+
+// StatusError refuses a message because of the conversation's status.
+type StatusError struct{ Status string }
+
+func (e *StatusError) Error() string { return "conversation is " + e.Status }
+
+// StatusDisplay is Django's get_status_display() for the model's choices.
+func StatusDisplay(status string) string {
+	switch status {
+	case StatusPending:
+		return "Pending"
+	case StatusActive:
+		return "Active"
+	case StatusRejected:
+		return "Rejected"
+	case StatusClosed:
+		return "Closed"
+	}
+	return status
+}
+
+// CanSend applies the model-level status rules to a sender.
+func (c Conversation) CanSend(senderID int64) error {
+	switch c.Status {
+	case StatusActive:
+		return nil
+	case StatusPending:
+		if senderID != c.TalkerID {
+			return ErrNotTalker
+		}
+		return nil
+	}
+	return &StatusError{Status: c.Status}
+}
