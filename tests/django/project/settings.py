@@ -19,7 +19,7 @@ CHANNEL_LAYER_PREFIX          default 'asgi'
 import os
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -69,7 +69,7 @@ def _database_from_url(url):
     """Parse DATABASE_URL (postgres://... or sqlite:///abs/path) into a DATABASES entry."""
     u = urlparse(url)
     if u.scheme in ('postgres', 'postgresql'):
-        return {
+        db = {
             'ENGINE': 'django.db.backends.postgresql',
             'NAME': unquote(u.path.lstrip('/')),
             'USER': unquote(u.username or ''),
@@ -77,6 +77,11 @@ def _database_from_url(url):
             'HOST': u.hostname or '',
             'PORT': str(u.port or ''),
         }
+        # Go DSNs carry ?sslmode=disable; pass libpq options through.
+        opts = {k: v[-1] for k, v in parse_qs(u.query).items()}
+        if opts:
+            db['OPTIONS'] = opts
+        return db
     if u.scheme == 'sqlite':
         # sqlite:////tmp/x.sqlite3 -> path '//tmp/x.sqlite3' -> '/tmp/x.sqlite3'
         path = url[len('sqlite://'):]
