@@ -1,0 +1,159 @@
+// Package config is the sidecar's configuration: one struct, read from the
+// environment with the names a Django team already uses.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+)
+
+// Config is every setting of the sidecar. The `desc` tags are the README's
+// configuration table.
+type Config struct {
+	ListenAddr  string `envconfig:"LISTEN_ADDR" default:":8001" desc:"address the HTTP/WebSocket server listens on"`
+	DatabaseURL string `envconfig:"DATABASE_URL" required:"true" desc:"Django's database: postgres://user:pass@host:5432/name?sslmode=disable"`
+	DBMaxConns  int    `envconfig:"DB_MAX_CONNS" default:"20" desc:"most open database connections"`
+
+	SecretKey       string  `envconfig:"SECRET_KEY" desc:"Django's SECRET_KEY (the HMAC key when SIMPLE_JWT_SIGNING_KEY is unset)"`
+	JWTAlgorithm    string  `envconfig:"SIMPLE_JWT_ALGORITHM" default:"HS256" desc:"SIMPLE_JWT ALGORITHM: HS256/384/512, RS256/384/512, ES256/384/512"`
+	JWTSigningKey   string  `envconfig:"SIMPLE_JWT_SIGNING_KEY" desc:"SIMPLE_JWT SIGNING_KEY for HS*; defaults to SECRET_KEY"`
+	JWTVerifyingKey string  `envconfig:"SIMPLE_JWT_VERIFYING_KEY" desc:"SIMPLE_JWT VERIFYING_KEY: PEM public key for RS*/ES*"`
+	JWTAudience     string  `envconfig:"SIMPLE_JWT_AUDIENCE" desc:"SIMPLE_JWT AUDIENCE; checked only when set"`
+	JWTIssuer       string  `envconfig:"SIMPLE_JWT_ISSUER" desc:"SIMPLE_JWT ISSUER; checked only when set"`
+	JWTLeeway       Seconds `envconfig:"SIMPLE_JWT_LEEWAY" default:"0" desc:"SIMPLE_JWT LEEWAY in seconds (or a Go duration such as 30s)"`
+	JWTUserIDClaim  string  `envconfig:"SIMPLE_JWT_USER_ID_CLAIM" default:"user_id" desc:"SIMPLE_JWT USER_ID_CLAIM"`
+	JWTTypeClaim    string  `envconfig:"SIMPLE_JWT_TOKEN_TYPE_CLAIM" default:"token_type" desc:"SIMPLE_JWT TOKEN_TYPE_CLAIM"`
+
+	AllowedHosts  []string `envconfig:"ALLOWED_HOSTS" desc:"Django's ALLOWED_HOSTS, comma-separated, for the Origin check (* allows all; requests without Origin are always allowed)"`
+	MediaRoot     string   `envconfig:"MEDIA_ROOT" default:"media" desc:"Django's MEDIA_ROOT: where file messages are written"`
+	MediaURL      string   `envconfig:"MEDIA_URL" default:"/media/" desc:"Django's MEDIA_URL, used in file_url"`
+	PublicBaseURL string   `envconfig:"PUBLIC_BASE_URL" default:"http://localhost:8000" desc:"scheme://host of the Django site, used in api_info and file_url"`
+
+	UserTable         string            `envconfig:"USER_TABLE" default:"users_user" desc:"table of AUTH_USER_MODEL"`
+	ConversationTable string            `envconfig:"CONVERSATION_TABLE" default:"chat_conversation" desc:"table of chat.Conversation"`
+	MessageTable      string            `envconfig:"MESSAGE_TABLE" default:"chat_message" desc:"table of chat.Message"`
+	AttachmentTable   string            `envconfig:"ATTACHMENT_TABLE" default:"chat_fileattachment" desc:"table of chat.FileAttachment"`
+	BlockTable        string            `envconfig:"BLOCK_TABLE" default:"listener_listenerblockedtalker" desc:"table of listener.ListenerBlockedTalker"`
+	DBColumns         map[string]string `envconfig:"DB_COLUMNS" desc:"renamed columns, model.column:name pairs (e.g. message.sender_id:author_id)"`
+
+	MaxFrameBytes int64         `envconfig:"MAX_FRAME_BYTES" default:"16777216" desc:"largest client frame; larger closes with 1009"`
+	MaxFileBytes  int64         `envconfig:"MAX_FILE_BYTES" default:"10485760" desc:"largest decoded file of a file_message"`
+	SendQueue     int           `envconfig:"SEND_QUEUE" default:"256" desc:"frames queued per connection; a connection whose queue is full is closed"`
+	PingInterval  time.Duration `envconfig:"PING_INTERVAL" default:"20s" desc:"how often idle connections are pinged"`
+	PingTimeout   time.Duration `envconfig:"PING_TIMEOUT" default:"30s" desc:"close a connection this long after a ping without a pong"`
+	WriteTimeout  time.Duration `envconfig:"WRITE_TIMEOUT" default:"10s" desc:"longest time one frame may take to write"`
+	DrainTimeout  time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"25s" desc:"on SIGTERM, how long to wait for in-flight work before closing anyway"`
+
+	LogLevel  slog.Level `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+	LogFormat string     `envconfig:"LOG_FORMAT" default:"text" desc:"text or json"`
+}
+
+// Seconds is a duration written as Django writes LEEWAY (a number of
+// seconds) or as a Go duration.
+type Seconds time.Duration
+
+// Decode implements envconfig.Decoder.
+func (s *Seconds) Decode(v string) error {
+	if f, err := strconv.ParseFloat(v, 64); err == nil {
+		*s = Seconds(time.Duration(f * float64(time.Second)))
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return fmt.Errorf("want seconds or a duration, got %q", v)
+	}
+	*s = Seconds(d)
+	return nil
+}
+
+// Load reads the configuration from the environment and checks it. The
+// error is one line naming the variable.
+func Load() (Config, error) {
+	var c Config
+	if err := envconfig.Process("", &c); err != nil {
+		var pe *envconfig.ParseError
+		if errors.As(err, &pe) {
+			return c, fmt.Errorf("%s: invalid value %q: %v", pe.KeyName, pe.Value, pe.Err)
+		}
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+// Validate checks what envconfig cannot.
+func (c Config) Validate() error {
+	u, err := url.Parse(c.DatabaseURL)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return errors.New("DATABASE_URL: want postgres://user@host:port/dbname")
+	}
+	if c.JWTSigningKey == "" && c.SecretKey == "" && strings.HasPrefix(c.JWTAlgorithm, "HS") {
+		return errors.New("SECRET_KEY: required (or SIMPLE_JWT_SIGNING_KEY) to verify HS tokens")
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("LOG_FORMAT: want text or json, got %q", c.LogFormat)
+	}
+	if !strings.HasPrefix(c.MediaURL, "/") && !strings.Contains(c.MediaURL, "://") {
+		return fmt.Errorf("MEDIA_URL: want a path like /media/ or an absolute URL, got %q", c.MediaURL)
+	}
+	if c.PublicBaseURL != "" {
+		if u, err := url.Parse(c.PublicBaseURL); err != nil || u.Host == "" {
+			return fmt.Errorf("PUBLIC_BASE_URL: want scheme://host[:port], got %q", c.PublicBaseURL)
+		}
+	}
+	positive := []struct {
+		name string
+		v    int64
+	}{
+		{"DB_MAX_CONNS", int64(c.DBMaxConns)}, {"MAX_FRAME_BYTES", c.MaxFrameBytes}, {"MAX_FILE_BYTES", c.MaxFileBytes},
+		{"SEND_QUEUE", int64(c.SendQueue)}, {"PING_INTERVAL", int64(c.PingInterval)}, {"PING_TIMEOUT", int64(c.PingTimeout)},
+		{"WRITE_TIMEOUT", int64(c.WriteTimeout)}, {"SHUTDOWN_TIMEOUT", int64(c.DrainTimeout)},
+	}
+	for _, p := range positive {
+		if p.v <= 0 {
+			return fmt.Errorf("%s: must be positive", p.name)
+		}
+	}
+	if c.JWTLeeway < 0 {
+		return errors.New("SIMPLE_JWT_LEEWAY: must not be negative")
+	}
+	return nil
+}
+
+// SigningKey is SIMPLE_JWT_SIGNING_KEY, or SECRET_KEY as Django defaults it.
+func (c Config) SigningKey() string {
+	if c.JWTSigningKey != "" {
+		return c.JWTSigningKey
+	}
+	return c.SecretKey
+}
+
+// LogValue prints the configuration with secrets masked.
+func (c Config) LogValue() slog.Value {
+	mask := func(s string) string {
+		if s == "" {
+			return ""
+		}
+		return "***"
+	}
+	db := c.DatabaseURL
+	if u, err := url.Parse(db); err == nil {
+		db = u.Redacted()
+	}
+	return slog.GroupValue(
+		slog.String("listen", c.ListenAddr), slog.String("database", db),
+		slog.String("secret_key", mask(c.SecretKey)), slog.String("jwt_algorithm", c.JWTAlgorithm),
+		slog.String("jwt_signing_key", mask(c.JWTSigningKey)), slog.Any("allowed_hosts", c.AllowedHosts),
+		slog.String("media_root", c.MediaRoot), slog.String("media_url", c.MediaURL),
+		slog.String("public_base_url", c.PublicBaseURL),
+		slog.Int64("max_frame_bytes", c.MaxFrameBytes), slog.Int64("max_file_bytes", c.MaxFileBytes),
+		slog.Int("send_queue", c.SendQueue), slog.Duration("ping_interval", c.PingInterval),
+		slog.Duration("ping_timeout", c.PingTimeout),
+	)
+}

@@ -1,0 +1,82 @@
+// Package consumer is the chat protocol of PROTOCOL.md sections 4–8: the
+// WebSocket upgrade at ws/chat/<conversation_id>/, one read loop and one write
+// loop per connection, the dispatch of client frames and of group events.
+package consumer
+
+import (
+	"context"
+	"time"
+
+	"github.com/chatsidecar/sidecar/chat"
+	"github.com/chatsidecar/sidecar/djangodb"
+	"github.com/chatsidecar/sidecar/pyjson"
+)
+
+// Store is Django's database as the consumer needs it (djangodb.DB).
+type Store interface {
+	User(ctx context.Context, id int64) (chat.User, error)
+	Conversation(ctx context.Context, id int64) (conv chat.Conversation, blocked bool, err error)
+	IsBlocked(ctx context.Context, listenerID, talkerID int64) (bool, error)
+	SaveText(ctx context.Context, m djangodb.Draft) (chat.Message, error)
+	SaveFile(ctx context.Context, m djangodb.Draft, f djangodb.FileDraft, files djangodb.Files) (chat.Message, error)
+	History(ctx context.Context, conversationID int64) ([]chat.Message, error)
+	MarkRead(ctx context.Context, conversationID, readerID int64) (int64, error)
+}
+
+// Verifier checks a SimpleJWT access token and returns its user id (auth.Verifier).
+type Verifier interface {
+	Verify(token string) (int64, error)
+}
+
+// Media is Django's FileSystemStorage (mediastore.Storage).
+type Media interface {
+	djangodb.Files
+	URL(relPath string) string
+}
+
+// Layer is the Channels channel layer shared with other processes (or only
+// this one): groups of channels, and events sent to a group. Every
+// connection has its own channel name, as a Channels consumer does.
+type Layer interface {
+	// NewChannel returns a fresh channel name owned by this process.
+	NewChannel() string
+	GroupAdd(ctx context.Context, group, channel string) error
+	GroupDiscard(ctx context.Context, group, channel string) error
+	GroupSend(ctx context.Context, group string, event pyjson.Object) error
+	// Receive blocks until the next event for channels of this process and
+	// returns it with the local channels it is for.
+	Receive(ctx context.Context) (channels []string, event pyjson.Object, err error)
+}
+
+// Config holds the protocol's settings and limits.
+type Config struct {
+	AllowedHosts  []string // Django's ALLOWED_HOSTS, for the Origin check
+	PublicBaseURL string   // base of api_info's example_url
+	MaxFrameBytes int64    // larger client frames close the connection with 1009
+	MaxFileBytes  int64    // larger decoded files are refused with an error frame
+	SendQueue     int      // frames queued per connection before it is dropped
+	PingInterval  time.Duration
+	PingTimeout   time.Duration
+	WriteTimeout  time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxFrameBytes <= 0 {
+		c.MaxFrameBytes = 16 << 20
+	}
+	if c.MaxFileBytes <= 0 {
+		c.MaxFileBytes = 10 << 20
+	}
+	if c.SendQueue <= 0 {
+		c.SendQueue = 256
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = 20 * time.Second
+	}
+	if c.PingTimeout <= 0 {
+		c.PingTimeout = 30 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+}

@@ -1,0 +1,138 @@
+package consumer
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/chatsidecar/sidecar/chat"
+	"github.com/chatsidecar/sidecar/pyjson"
+)
+
+// The error texts of the contract (PROTOCOL.md section 5), sent as written.
+const (
+	errInvalidJSON      = "Invalid JSON"
+	errInvalidFormat    = "Invalid message format"
+	errBinary           = "Binary frames are not supported"
+	errContentRequired  = "Message content is required"
+	errContentNotString = "Message content must be a string"
+	errBlockedText      = "You cannot message this user because they have blocked you or you have blocked them"
+	errBlockedFile      = "You cannot send files to this user because they have blocked you or you have blocked them"
+	errConversationGone = "Conversation matching query does not exist."
+	errNotTalker        = "Only the talker can send messages in a pending conversation"
+	errFileRequired     = "File data and filename are required"
+	errInvalidFileData  = "Invalid file data"
+	errInvalidFileName  = "Invalid file name"
+	// errServer replaces the database error texts the Python consumer
+	// leaked; the sidecar logs the cause instead.
+	errServer = "Could not complete the request, please try again"
+)
+
+// errorFrame is {"type": "error", "message": text}.
+func errorFrame(text string) []byte {
+	return mustMarshal(pyjson.Object{{Key: "type", Value: "error"}, {Key: "message", Value: text}})
+}
+
+func mustMarshal(v pyjson.Value) []byte {
+	b, err := pyjson.Marshal(v)
+	if err != nil {
+		// Only values built by this package reach here; a failure is a bug.
+		panic("consumer: marshal frame: " + err.Error())
+	}
+	return b
+}
+
+func connectedFrame() []byte {
+	return mustMarshal(pyjson.Object{
+		{Key: "type", Value: "connection_established"},
+		{Key: "message", Value: "Connected to chat"},
+	})
+}
+
+// apiInfoFrame tells the client where to upload files; segment is the
+// conversation id as written in the URL.
+func apiInfoFrame(publicBaseURL, segment string) []byte {
+	endpoint := "/api/chat/conversations/" + segment + "/upload_file/"
+	return mustMarshal(pyjson.Object{
+		{Key: "type", Value: "api_info"},
+		{Key: "endpoint", Value: endpoint},
+		{Key: "method", Value: "POST"},
+		{Key: "description", Value: "Upload image or file to conversation"},
+		{Key: "content_type", Value: "multipart/form-data"},
+		{Key: "parameters", Value: pyjson.Object{
+			{Key: "file", Value: "Required - The image or file to upload"},
+			{Key: "content", Value: "Optional - Message description"},
+		}},
+		{Key: "headers", Value: pyjson.Object{{Key: "Authorization", Value: "Bearer YOUR_JWT_TOKEN"}}},
+		{Key: "example_url", Value: publicBaseURL + endpoint},
+		{Key: "message", Value: "Use the endpoint above to upload files. Files will be automatically broadcasted to all connected users."},
+	})
+}
+
+func historyFrame(messages pyjson.Raw, count int) []byte {
+	return mustMarshal(pyjson.Object{
+		{Key: "type", Value: "conversation_history"},
+		{Key: "messages", Value: messages},
+		{Key: "count", Value: count},
+		{Key: "message", Value: "Loaded " + strconv.Itoa(count) + " previous message(s)"},
+	})
+}
+
+func newMessageFrame(messages pyjson.Raw, count int, latest pyjson.Value) ([]byte, error) {
+	return pyjson.Marshal(pyjson.Object{
+		{Key: "type", Value: "new_message"},
+		{Key: "messages", Value: messages},
+		{Key: "count", Value: count},
+		{Key: "latest_message", Value: latest},
+	})
+}
+
+// messageObject is the message of PROTOCOL.md section 6, keys in order.
+func messageObject(m chat.Message, media Media) pyjson.Object {
+	var att pyjson.Value
+	if a := m.Attachment; a != nil {
+		att = pyjson.Object{
+			{Key: "id", Value: a.ID},
+			{Key: "filename", Value: a.Filename},
+			{Key: "file_url", Value: media.URL(a.File)},
+			{Key: "file_size", Value: a.FileSize},
+			{Key: "file_type", Value: a.FileType},
+		}
+	}
+	return pyjson.Object{
+		{Key: "id", Value: m.ID},
+		{Key: "conversation", Value: m.ConversationID},
+		{Key: "sender", Value: pyjson.Object{
+			{Key: "id", Value: m.Sender.ID},
+			{Key: "email", Value: m.Sender.Email},
+			{Key: "full_name", Value: m.Sender.DisplayName()},
+			{Key: "user_type", Value: m.Sender.UserType},
+		}},
+		{Key: "content", Value: m.Content},
+		{Key: "message_type", Value: m.MessageType},
+		{Key: "created_at", Value: isoformat(m.CreatedAt)},
+		{Key: "is_read", Value: m.IsRead},
+		{Key: "file_attachment", Value: att},
+	}
+}
+
+// historyJSON encodes messages (newest first) as one JSON list, once for
+// every connection that receives it.
+func historyJSON(messages []chat.Message, media Media) (pyjson.Raw, error) {
+	list := make(pyjson.List, len(messages))
+	for i, m := range messages {
+		list[i] = messageObject(m, media)
+	}
+	return pyjson.Marshal(list)
+}
+
+// isoformat is Python's datetime.isoformat() of an aware UTC datetime:
+// microseconds only when non-zero.
+func isoformat(t time.Time) string {
+	t = t.UTC()
+	if t.Nanosecond()/1000 == 0 {
+		return t.Format("2006-01-02T15:04:05+00:00")
+	}
+	return t.Format("2006-01-02T15:04:05.000000+00:00")
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

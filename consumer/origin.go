@@ -1,0 +1,54 @@
+package consumer
+
+import (
+	"net/url"
+	"strings"
+)
+
+// originAllowed is Channels' AllowedHostsOriginValidator with Django's
+// ALLOWED_HOSTS semantics: "*" allows all, ".example.com" matches the domain
+// and its subdomains, anything else the exact host; the port is ignored.
+// Divergence (PROTOCOL.md section 4): a request without an Origin header is
+// allowed, since mobile apps send none.
+func originAllowed(header []string, allowed []string) bool {
+	if len(header) == 0 {
+		return true
+	}
+	for _, p := range allowed {
+		if p == "*" {
+			return true
+		}
+	}
+	u, err := url.Parse(header[0])
+	if err != nil || u.Host == "" {
+		return false // includes "Origin: null"
+	}
+	host := strings.ToLower(u.Hostname())
+	for _, p := range allowed {
+		if matchHost(host, u.Scheme, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func matchHost(host, scheme, pattern string) bool {
+	pattern = strings.ToLower(strings.TrimSpace(pattern))
+	if pattern == "" {
+		return false
+	}
+	if i := strings.Index(pattern, "://"); i >= 0 {
+		// A pattern with a scheme must match it too, as in Channels.
+		pu, err := url.Parse(pattern)
+		if err != nil || pu.Scheme != strings.ToLower(scheme) {
+			return false
+		}
+		pattern = pu.Hostname()
+	} else if h := (&url.URL{Host: pattern}).Hostname(); h != "" {
+		pattern = h // drop a port written in the pattern
+	}
+	if strings.HasPrefix(pattern, ".") {
+		return strings.HasSuffix(host, pattern) || host == pattern[1:]
+	}
+	return host == pattern
+}

@@ -1,0 +1,84 @@
+package djangodb
+
+import "fmt"
+
+// queries holds every statement, built once from the schema map.
+type queries struct {
+	user          string
+	conversation  string
+	isBlocked     string
+	insertMessage string
+	insertFile    string
+	history       string
+	markRead      string
+}
+
+func buildQueries(s Schema) queries {
+	t := func(model string) string { return quote(s.table(model)) }
+	c := func(model, col string) string { return quote(s.column(model, col)) }
+	u, cv, m, a, b := t("user"), t("conversation"), t("message"), t("attachment"), t("block")
+
+	// blockedPair is true when a block row exists for the conversation's pair.
+	blockedPair := fmt.Sprintf(`EXISTS (SELECT 1 FROM %s b WHERE b.%s = c.%s AND b.%s = c.%s)`,
+		b, c("block", "listener_id"), c("conversation", "listener_id"), c("block", "talker_id"), c("conversation", "talker_id"))
+
+	var q queries
+	q.user = fmt.Sprintf(`SELECT %s, %s, %s, %s, %s FROM %s WHERE %s = $1`,
+		c("user", "id"), c("user", "email"), c("user", "full_name"), c("user", "user_type"), c("user", "is_active"),
+		u, c("user", "id"))
+
+	q.conversation = fmt.Sprintf(`SELECT c.%s, c.%s, c.%s, c.%s, %s FROM %s c WHERE c.%s = $1`,
+		c("conversation", "id"), c("conversation", "listener_id"), c("conversation", "talker_id"), c("conversation", "status"),
+		blockedPair, cv, c("conversation", "id"))
+
+	q.isBlocked = fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %s WHERE %s = $1 AND %s = $2)`,
+		b, c("block", "listener_id"), c("block", "talker_id"))
+
+	// insertMessage is layer 2 of the blocking design: the block, existence
+	// and status rules are checked by the same statement that inserts, so a
+	// block row committed before it starts is always seen. It returns the
+	// conversation's state, and the new id only when the row was written;
+	// last_message_at is set by the same statement.
+	// Params: $1 conversation, $2 sender, $3 content, $4 message_type, $5 now.
+	q.insertMessage = fmt.Sprintf(`WITH c AS (
+	SELECT c.%[1]s AS id, c.%[2]s AS talker_id, c.%[3]s AS status, %[4]s AS blocked
+	FROM %[5]s c WHERE c.%[1]s = $1
+), ins AS (
+	INSERT INTO %[6]s (%[7]s, %[8]s, %[9]s, %[10]s, %[11]s, %[12]s)
+	SELECT c.id, $2, $3, $4, false, $5 FROM c
+	WHERE NOT c.blocked AND (c.status = 'active' OR (c.status = 'pending' AND c.talker_id = $2))
+	RETURNING %[13]s AS id
+), touch AS (
+	UPDATE %[5]s SET %[14]s = $5 WHERE %[1]s IN (SELECT c.id FROM c JOIN ins ON true)
+)
+SELECT c.status, c.talker_id, c.blocked, ins.id FROM c LEFT JOIN ins ON true`,
+		c("conversation", "id"), c("conversation", "talker_id"), c("conversation", "status"), blockedPair, cv,
+		m, c("message", "conversation_id"), c("message", "sender_id"), c("message", "content"),
+		c("message", "message_type"), c("message", "is_read"), c("message", "created_at"), c("message", "id"),
+		c("conversation", "last_message_at"))
+
+	// insertFile inserts the attachment row. Params: $1 message, $2 file,
+	// $3 filename, $4 size, $5 type, $6 now.
+	q.insertFile = fmt.Sprintf(`INSERT INTO %s (%s, %s, %s, %s, %s, %s) VALUES ($1, $2, $3, $4, $5, $6) RETURNING %s`,
+		a, c("attachment", "message_id"), c("attachment", "file"), c("attachment", "filename"),
+		c("attachment", "file_size"), c("attachment", "file_type"), c("attachment", "uploaded_at"), c("attachment", "id"))
+
+	q.history = fmt.Sprintf(`SELECT m.%s, m.%s, m.%s, m.%s, m.%s,
+	u.%s, u.%s, u.%s, u.%s,
+	a.%s, a.%s, a.%s, a.%s, a.%s
+FROM %s m JOIN %s u ON u.%s = m.%s
+LEFT JOIN %s a ON a.%s = m.%s
+WHERE m.%s = $1
+ORDER BY m.%s DESC, m.%s DESC`,
+		c("message", "id"), c("message", "content"), c("message", "message_type"), c("message", "created_at"), c("message", "is_read"),
+		c("user", "id"), c("user", "email"), c("user", "full_name"), c("user", "user_type"),
+		c("attachment", "id"), c("attachment", "file"), c("attachment", "filename"), c("attachment", "file_size"), c("attachment", "file_type"),
+		m, u, c("user", "id"), c("message", "sender_id"),
+		a, c("attachment", "message_id"), c("message", "id"),
+		c("message", "conversation_id"),
+		c("message", "created_at"), c("message", "id"))
+
+	q.markRead = fmt.Sprintf(`UPDATE %s SET %s = true WHERE %s = $1 AND %s = false AND %s <> $2`,
+		m, c("message", "is_read"), c("message", "conversation_id"), c("message", "is_read"), c("message", "sender_id"))
+	return q
+}
