@@ -3,8 +3,11 @@ package testenv_test
 import (
 	"encoding/base64"
 	"encoding/json"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chatsidecar/sidecar/tests/testenv"
 )
@@ -134,5 +137,24 @@ func TestDjangoDir(t *testing.T) {
 	out := testenv.RunManage(t, nil, "check")
 	if !strings.Contains(out, "no issues") {
 		t.Errorf("manage.py check said %q", out)
+	}
+}
+
+func TestStartDaphne(t *testing.T) {
+	t.Parallel()
+	db := testenv.Postgres(t)
+	db.CreateUser(t, "d@example.com", "", "talker")
+	start := time.Now()
+	d := testenv.StartDaphne(t, []string{"DATABASE_URL=" + db.DSN, "MEDIA_ROOT=" + t.TempDir()})
+	t.Logf("daphne listening after %v", time.Since(start))
+	resp, err := http.Post("http://"+d.Addr+"/api/token/", "application/json",
+		strings.NewReader(`{"email": "d@example.com", "password": "wrong"}`))
+	if err != nil {
+		t.Fatalf("POST /api/token/: %v\n%s", err, d.Log())
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("POST /api/token/ = %d %s, want 401", resp.StatusCode, body)
 	}
 }
