@@ -154,7 +154,8 @@ func (s *Storage) Save(ctx context.Context, name string, data []byte, now time.T
 				return "", fmt.Errorf("mediastore: save %s: %w", rel, ErrNoAvailableName)
 			}
 			// get_available_name: trim fileRoot by the overflow, then a fresh suffix.
-			for !fits(dir+"/"+fileRoot+"_1234567"+ext, fileRoot+"_1234567"+ext) && fileRoot != "" {
+			placeholder := "_" + strings.Repeat("0", suffixLen) // the suffix's length, drawn once it fits
+			for fileRoot != "" && !fits(dir+"/"+fileRoot+placeholder+ext, fileRoot+placeholder+ext) {
 				_, size := utf8.DecodeLastRuneInString(fileRoot)
 				fileRoot = fileRoot[:len(fileRoot)-size]
 			}
