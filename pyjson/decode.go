@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/big"
 	"strconv"
+	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -57,7 +58,6 @@ func Decode(data []byte) (Value, error) {
 type decoder struct {
 	data []byte
 	pos  int
-	buf  []byte // scratch for strings with escapes
 }
 
 func (d *decoder) errorf(msg string) error {
@@ -232,7 +232,18 @@ func (d *decoder) str() (string, error) {
 		d.pos = start
 		return "", d.errorf("Unterminated string starting at")
 	}
-	buf := append(d.buf[:0], data[start+1:i]...)
+	// Slow path, with escapes. The decoded string is never longer than its
+	// text, so one allocation of the Builder holds it.
+	end := i
+	for end < len(data) && data[end] != '"' {
+		if data[end] == '\\' {
+			end++
+		}
+		end++
+	}
+	var buf strings.Builder
+	buf.Grow(min(end, len(data)) - start)
+	buf.Write(data[start+1 : i])
 	for {
 		if i >= len(data) {
 			d.pos = start
@@ -242,14 +253,17 @@ func (d *decoder) str() (string, error) {
 		switch {
 		case c == '"':
 			d.pos = i + 1
-			d.buf = buf
-			return string(buf), nil
+			return buf.String(), nil
 		case c < 0x20:
 			d.pos = i
 			return "", d.errorf("Invalid control character at")
 		case c != '\\':
-			buf = append(buf, c)
-			i++
+			j := i + 1
+			for j < len(data) && data[j] != '"' && data[j] != '\\' && data[j] >= 0x20 {
+				j++
+			}
+			buf.Write(data[i:j])
+			i = j
 			continue
 		}
 		// An escape at data[i].
@@ -259,17 +273,17 @@ func (d *decoder) str() (string, error) {
 		}
 		switch e := data[i+1]; e {
 		case '"', '\\', '/':
-			buf = append(buf, e)
+			buf.WriteByte(e)
 		case 'b':
-			buf = append(buf, '\b')
+			buf.WriteByte('\b')
 		case 'f':
-			buf = append(buf, '\f')
+			buf.WriteByte('\f')
 		case 'n':
-			buf = append(buf, '\n')
+			buf.WriteByte('\n')
 		case 'r':
-			buf = append(buf, '\r')
+			buf.WriteByte('\r')
 		case 't':
-			buf = append(buf, '\t')
+			buf.WriteByte('\t')
 		case 'u':
 			r, ok := hex4(data, i+2)
 			if !ok {
@@ -291,7 +305,7 @@ func (d *decoder) str() (string, error) {
 					r = utf8.RuneError
 				}
 			}
-			buf = utf8.AppendRune(buf, r)
+			buf.WriteRune(r)
 			continue
 		default:
 			d.pos = i
@@ -299,6 +313,47 @@ func (d *decoder) str() (string, error) {
 		}
 		i += 2
 	}
+}
+
+// key parses an object key at d.pos, sharing the string of keys the chat
+// frames use instead of allocating one.
+func (d *decoder) key() (string, error) {
+	data := d.data
+	for i := d.pos + 1; i < len(data) && i-d.pos <= 16; i++ {
+		if c := data[i]; c == '"' {
+			k := internKey(data[d.pos+1 : i])
+			if k == "" {
+				break
+			}
+			d.pos = i + 1
+			return k, nil
+		} else if c == '\\' || c < 0x20 {
+			break
+		}
+	}
+	return d.str()
+}
+
+func internKey(b []byte) string {
+	switch string(b) {
+	case "type":
+		return "type"
+	case "message":
+		return "message"
+	case "is_typing":
+		return "is_typing"
+	case "file":
+		return "file"
+	case "filename":
+		return "filename"
+	case "id":
+		return "id"
+	case "content":
+		return "content"
+	case "user_id":
+		return "user_id"
+	}
+	return ""
 }
 
 func hex4(data []byte, i int) (rune, bool) {
@@ -367,13 +422,13 @@ func (d *decoder) object(depth int) (Value, error) {
 		d.pos++
 		return Object{}, nil
 	}
-	var o Object
+	o := make(Object, 0, 4)
 	var index map[string]int // key positions, once o is too long to scan
 	for {
 		if d.pos >= len(d.data) || d.data[d.pos] != '"' {
 			return nil, d.errorf("Expecting property name enclosed in double quotes")
 		}
-		key, err := d.str()
+		key, err := d.key()
 		if err != nil {
 			return nil, err
 		}

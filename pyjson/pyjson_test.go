@@ -447,7 +447,7 @@ func FuzzDecode(f *testing.F) {
 }
 
 func BenchmarkMarshalMessage(b *testing.B) {
-	msg := chatFrame()[1].Value.(Object) // the 8-key message object
+	msg := chatFrame()[1].Value // the 8-key message object
 	buf := make([]byte, 0, 1024)
 	b.ReportAllocs()
 	for b.Loop() {
