@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/chatsidecar/sidecar/chat"
 	"github.com/chatsidecar/sidecar/djangodb"
@@ -133,7 +134,8 @@ func (c *conn) decodeFile(fileV, nameV pyjson.Value) (data []byte, filename, cle
 		return nil, "", "", tooLarge
 	}
 	filename, ok = nameV.(string)
-	if !ok {
+	if !ok || utf8.RuneCountInString(filename) > maxFilenameLen {
+		// Divergence: Python failed on the varchar(255) after committing the message.
 		return nil, "", "", errInvalidFileName
 	}
 	clean, err = mediastore.CleanName(filename)
@@ -142,6 +144,9 @@ func (c *conn) decodeFile(fileV, nameV pyjson.Value) (data []byte, filename, cle
 	}
 	return data, filename, clean, ""
 }
+
+// maxFilenameLen is the attachment's filename column, varchar(255).
+const maxFilenameLen = 255
 
 // messageText reads the "message" of a frame: required for chat_message,
 // an optional caption for file_message.
