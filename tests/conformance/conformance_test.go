@@ -1,0 +1,215 @@
+package conformance
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/chatsidecar/sidecar/tests/testenv"
+)
+
+func TestMain(m *testing.M) {
+	testenv.Run(m) // exits; the built binary lives in the OS temp dir
+}
+
+// transcripts of one scenario file: scenario → entries, per side.
+type transcripts map[*Scenario][]*Entry
+
+func TestConformance(t *testing.T) {
+	files, err := loadFiles("scenarios")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatal("no scenarios/*.txt")
+	}
+	t.Cleanup(func() {
+		if buildDir != "" {
+			os.RemoveAll(buildDir)
+		}
+	})
+	sidecarBinary(t) // build before the parallel runs start
+	for _, f := range files {
+		f := f
+		t.Run(f.Name, func(t *testing.T) {
+			t.Parallel()
+			var mu sync.Mutex
+			res := map[string]transcripts{}
+			t.Run("run", func(t *testing.T) {
+				for _, name := range []string{"python", "go"} {
+					name := name
+					t.Run(name, func(t *testing.T) {
+						t.Parallel()
+						tr := playSide(t, f, name)
+						mu.Lock()
+						res[name] = tr
+						mu.Unlock()
+					})
+				}
+			})
+			if res["python"] == nil || res["go"] == nil {
+				t.Fatal("a run did not finish; see its log above")
+			}
+			for _, sc := range f.Scenarios {
+				sc := sc
+				t.Run(sc.Name, func(t *testing.T) {
+					compare(t, sc, res["python"][sc], res["go"][sc])
+				})
+			}
+		})
+	}
+}
+
+// playSide sets up one side for file f and plays its scenarios in order.
+func playSide(t *testing.T, f *File, name string) transcripts {
+	db := testenv.Postgres(t)
+	media := t.TempDir()
+	env := []string{
+		"DATABASE_URL=" + db.DSN, "SECRET_KEY=" + secretKey, "MEDIA_ROOT=" + media,
+		"PUBLIC_BASE_URL=" + publicBase, "ALLOWED_HOSTS=*",
+	}
+	env = append(env, f.Env...)
+	s := &side{name: name, db: db, media: media}
+	if name == "python" {
+		s.short = "py"
+		d := testenv.StartDaphne(t, append(env, f.PyEnv...))
+		s.wsAddr, s.rest, s.logs = d.Addr, d.Addr, d.Log
+	} else {
+		s.short = "go"
+		d := testenv.StartDaphne(t, env)
+		sc := startSidecar(t, append(env, f.GoEnv...))
+		s.wsAddr, s.rest, s.logs = sc.Addr, d.Addr, sc.log.String
+	}
+	s.fixture = setupFixtures(t, db, f)
+	out := transcripts{}
+	for i, sc := range f.Scenarios {
+		fx := s.fixture[sc]
+		r := &runner{s: s, sc: sc, fx: fx}
+		entries := r.play()
+		ids := &idents{users: map[int64]string{}, emails: emailsOf(f, i, sc), conv: fx.conv, ts: map[string]string{}}
+		for a, id := range fx.users {
+			ids.users[id] = a
+		}
+		normalizeRun(entries, ids)
+		out[sc] = entries
+	}
+	if dir := os.Getenv("CONFORMANCE_OUT"); dir != "" {
+		writeTranscripts(t, dir, f, name, out, s.logs())
+	}
+	return out
+}
+
+func writeTranscripts(t *testing.T, dir string, f *File, side string, tr transcripts, logs string) {
+	var b strings.Builder
+	for _, sc := range f.Scenarios {
+		fmt.Fprintf(&b, "== scenario %s\n", sc.Name)
+		for _, e := range tr[sc] {
+			fmt.Fprintf(&b, "%4d %s\n", e.Step.Line, e.show())
+		}
+	}
+	os.MkdirAll(dir, 0o755)
+	os.WriteFile(filepath.Join(dir, f.Name+"."+side+".txt"), []byte(b.String()), 0o644)
+	os.WriteFile(filepath.Join(dir, f.Name+"."+side+".log"), []byte(logs), 0o644)
+}
+
+// byStep groups entries by the line of their step (0: end of scenario).
+func byStep(entries []*Entry) map[int][]*Entry {
+	m := map[int][]*Entry{}
+	for _, e := range entries {
+		m[e.Step.Line] = append(m[e.Step.Line], e)
+	}
+	return m
+}
+
+// compare reports every difference between the Python and Go transcripts of
+// one scenario that is not declared as a divergence, every expectation the
+// Python reference does not meet, and lists the declared divergences.
+func compare(t *testing.T, sc *Scenario, py, gov []*Entry) {
+	pyFails := failures(py)
+	goFails := failures(gov)
+	for _, f := range pyFails {
+		t.Errorf("Python reference does not meet the scenario: %s", f)
+	}
+	pys, gos := byStep(py), byStep(gov)
+	steps := append([]*Step{}, sc.Steps...)
+	steps = append(steps, &Step{Line: 0, Text: "(end of scenario)"})
+	var diffs []string
+	for _, st := range steps {
+		if st.Side != "" {
+			continue
+		}
+		a, b := pys[st.Line], gos[st.Line]
+		n := len(a)
+		if len(b) > n {
+			n = len(b)
+		}
+		for i := 0; i < n; i++ {
+			var pa, gb string
+			if i < len(a) {
+				pa = a[i].show()
+			} else {
+				pa = "(nothing)"
+			}
+			if i < len(b) {
+				gb = b[i].show()
+			} else {
+				gb = "(nothing)"
+			}
+			if pa != gb {
+				diffs = append(diffs, fmt.Sprintf("%s\n      Python: %s\n      Go:     %s", st.where(), pa, gb))
+			}
+		}
+	}
+	for _, d := range diffs {
+		t.Errorf("difference not declared as a divergence: %s", d)
+	}
+	for _, f := range goFails {
+		if strings.Contains(f, "`py ") {
+			continue
+		}
+		if strings.Contains(f, "`go ") {
+			t.Errorf("sidecar does not meet the declared divergence: %s", f)
+		}
+	}
+	for _, dv := range sc.Divergences {
+		var b strings.Builder
+		fmt.Fprintf(&b, "expected divergence %q (line %d):", dv.Label, dv.Line)
+		for _, st := range dv.Steps {
+			src := py
+			if st.Side == "go" {
+				src = gov
+			}
+			fmt.Fprintf(&b, "\n    %s", st.where())
+			for _, e := range src {
+				if e.Step.Line == st.Line {
+					who := "Python"
+					if st.Side == "go" {
+						who = "Go"
+					}
+					fmt.Fprintf(&b, "\n      %s: %s", who, e.show())
+				}
+			}
+		}
+		t.Log(b.String())
+	}
+	t.Logf("%d steps, %d divergences, %d undeclared differences", len(sc.Steps), len(sc.Divergences), len(diffs))
+}
+
+func failures(entries []*Entry) []string {
+	// normalizeRun was called already; recompute from the entries.
+	var fails []string
+	for _, e := range entries {
+		switch {
+		case e.Kind == "leftover":
+			fails = append(fails, fmt.Sprintf("%s: unexpected frame left on %s: %s", e.Step.where(), e.Conn, e.Norm))
+		case e.Kind == "error":
+			fails = append(fails, fmt.Sprintf("%s: %s: %s", e.Step.where(), e.Conn, e.Norm))
+		case e.Want != "" && e.Want != e.Norm:
+			fails = append(fails, fmt.Sprintf("%s: %s\n      want: %s\n      got:  %s", e.Step.where(), e.Conn, e.Want, e.Norm))
+		}
+	}
+	return fails
+}

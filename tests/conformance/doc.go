@@ -1,0 +1,12 @@
+// Package conformance is the differential conformance suite: every scenario
+// in scenarios/*.txt is played once against the Python reference
+// ChatConsumer (Daphne, tests/django) and once against the sidecar binary,
+// each on a fresh database, and the two normalised transcripts must match
+// except where a scenario declares a PROTOCOL.md Divergence.
+//
+// The scenario format is described in scenarios/README.md. Run with
+//
+//	go test ./tests/conformance/ -v
+//
+// (-v prints every expected divergence with the Python and Go transcripts).
+package conformance
