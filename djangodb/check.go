@@ -11,7 +11,7 @@ type columnInfo struct {
 	name       string
 	dataType   string // as information_schema names it, lower case
 	notNull    bool
-	hasDefault bool // a DEFAULT, a sequence or an identity
+	hasDefault bool // a DEFAULT, a sequence, an identity or a generated column
 }
 
 // CheckSchema verifies against the live database that every table and
@@ -66,7 +66,7 @@ func (d *DB) CheckSchema(ctx context.Context) error {
 // columns lists the columns of a table; an empty map means no such table.
 func (d *DB) columns(ctx context.Context, table string) (map[string]columnInfo, error) {
 	rows, err := d.db.QueryContext(ctx, `SELECT column_name, lower(data_type), is_nullable = 'NO',
-	column_default IS NOT NULL OR is_identity = 'YES'
+	column_default IS NOT NULL OR is_identity = 'YES' OR is_generated = 'ALWAYS'
 FROM information_schema.columns
 WHERE table_schema = ANY (current_schemas(false)) AND table_name = $1`, table)
 	if err != nil {
