@@ -57,24 +57,34 @@ type option func(*consumer.Config)
 // conversation's status.
 func newWorld(t *testing.T, status string, opts ...option) *world {
 	t.Helper()
+	return newWorldWith(t, status, nil, opts...)
+}
+
+// newWorldWith is newWorld with the store wrapped, to hold or fail calls.
+func newWorldWith(t *testing.T, status string, wrap func(consumer.Store) consumer.Store, opts ...option) *world {
+	t.Helper()
 	db := testenv.Postgres(t)
 	w := &world{t: t, db: db, media: t.TempDir()}
 	w.listener = db.CreateUser(t, "listener@example.com", "Lena Listener", "listener")
 	w.talker = db.CreateUser(t, "talker@example.com", "", "talker")
 	w.conv = db.CreateConversation(t, w.listener, w.talker, status)
 	w.tokens = testenv.MintTokens(t, db.DSN, []string{"SECRET_KEY=" + secretKey}, w.listener, w.talker)
-	w.start(opts...)
+	w.start(wrap, opts...)
 	return w
 }
 
-func (w *world) start(opts ...option) {
+func (w *world) start(wrap func(consumer.Store) consumer.Store, opts ...option) {
 	t := w.t
-	store, err := djangodb.New(w.db.DB, djangodb.Schema{})
+	db, err := djangodb.New(w.db.DB, djangodb.Schema{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := store.CheckSchema(context.Background()); err != nil {
+	if err := db.CheckSchema(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+	var store consumer.Store = db
+	if wrap != nil {
+		store = wrap(db)
 	}
 	verifier, err := auth.NewVerifier(auth.Config{Algorithm: "HS256", SigningKey: secretKey})
 	if err != nil {
