@@ -39,17 +39,20 @@ func TestDeadPeerClosed(t *testing.T) {
 		c.PingTimeout = 100 * time.Millisecond
 	})
 	tc := w.connect(w.talker)
-	// A client that answers pings stays: gorilla answers while reading.
-	lc := w.connect(w.listener)
 	tc.ws.SetPingHandler(func(string) error { return nil }) // never pong
+	ended := make(chan struct{})
 	go func() {
+		defer close(ended)
 		for {
 			if _, _, err := tc.ws.ReadMessage(); err != nil {
 				return
 			}
 		}
 	}()
-	waitFor(t, "the silent peer to be dropped", func() bool { return w.srv.Connections() == 1 })
+	waitFor(t, "the silent peer to be dropped", func() bool { return w.srv.Connections() == 0 })
+	<-ended
+	// A peer that answers pings (gorilla does while reading) is kept.
+	lc := w.connect(w.listener)
 	lc.send(`{"type": "chat_message", "message": "alive"}`)
 	lc.expectType("new_message")
 }
