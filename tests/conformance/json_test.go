@@ -17,7 +17,7 @@ type object struct {
 // parseOrdered decodes one JSON value keeping key order and number tokens
 // (values: nil, bool, json.Number, string, []any, *object).
 func parseOrdered(text string) (any, error) {
-	dec := json.NewDecoder(strings.NewReader(text))
+	dec := json.NewDecoder(strings.NewReader(protectSpecials(text)))
 	dec.UseNumber()
 	v, err := parseValue(dec)
 	if err != nil {
@@ -128,7 +128,54 @@ func dumpTo(b *bytes.Buffer, v any) {
 	}
 }
 
+// specialMark prefixes the strings that stand for Python's NaN, Infinity
+// and -Infinity, which json.dumps prints bare.
+const specialMark = "\x00py:"
+
+// protectSpecials turns bare NaN, Infinity and -Infinity outside strings
+// into marked strings so that encoding/json can read the frame.
+func protectSpecials(s string) string {
+	var b strings.Builder
+	in, esc := false, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if in {
+			b.WriteByte(c)
+			switch {
+			case esc:
+				esc = false
+			case c == '\\':
+				esc = true
+			case c == '"':
+				in = false
+			}
+			continue
+		}
+		if c == '"' {
+			in = true
+			b.WriteByte(c)
+			continue
+		}
+		for _, w := range []string{"NaN", "-Infinity", "Infinity"} {
+			if strings.HasPrefix(s[i:], w) {
+				b.WriteString(`"\u0000py:` + w + `"`)
+				i += len(w) - 1
+				c = 0
+				break
+			}
+		}
+		if c != 0 {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
 func dumpString(b *bytes.Buffer, s string) {
+	if strings.HasPrefix(s, specialMark) {
+		b.WriteString(strings.TrimPrefix(s, specialMark))
+		return
+	}
 	b.WriteByte('"')
 	for _, r := range s {
 		switch r {
@@ -149,11 +196,7 @@ func dumpString(b *bytes.Buffer, s string) {
 		default:
 			switch {
 			case r < 0x20 || (r >= 0x7f && r < 0x10000):
-				if r < 0x7f {
-					fmt.Fprintf(b, `\u%04x`, r)
-				} else {
-					fmt.Fprintf(b, `\u%04x`, r)
-				}
+				fmt.Fprintf(b, `\u%04x`, r)
 			case r >= 0x10000:
 				r1, r2 := utf16.EncodeRune(r)
 				fmt.Fprintf(b, `\u%04x\u%04x`, r1, r2)

@@ -60,11 +60,7 @@ type Divergence struct {
 }
 
 func (s *Step) where() string {
-	side := ""
-	if s.Side != "" {
-		side = s.Side + " "
-	}
-	return fmt.Sprintf("line %d `%s%s`", s.Line, side, strings.TrimSpace(s.Text))
+	return fmt.Sprintf("line %d `%s`", s.Line, strings.TrimSpace(s.Text))
 }
 
 // actorOf returns the actor name of a connection name ("talker#2" → "talker").
