@@ -1,0 +1,112 @@
+package config
+
+import (
+	"os"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+func setenv(t *testing.T, kv ...string) {
+	t.Helper()
+	for i := 0; i < len(kv); i += 2 {
+		t.Setenv(kv[i], kv[i+1])
+	}
+}
+
+func TestLoadDefaults(t *testing.T) {
+	setenv(t, "DATABASE_URL", "postgres://u@h/db", "SECRET_KEY", "k")
+	c, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ListenAddr != ":8001" || c.JWTAlgorithm != "HS256" || c.SigningKey() != "k" || c.MaxFrameBytes != 16<<20 ||
+		c.MaxFileBytes != 10<<20 || c.PingInterval != 20*time.Second || c.PingTimeout != 30*time.Second ||
+		c.MessageTable != "chat_message" || c.MediaURL != "/media/" {
+		t.Errorf("defaults: %+v", c)
+	}
+}
+
+func TestLoadValues(t *testing.T) {
+	setenv(t, "DATABASE_URL", "postgresql://u@h/db", "SECRET_KEY", "k", "SIMPLE_JWT_SIGNING_KEY", "s",
+		"SIMPLE_JWT_LEEWAY", "1.5", "ALLOWED_HOSTS", "a.com,.b.org", "DB_COLUMNS", "message.sender_id:author_id",
+		"LOG_LEVEL", "debug")
+	c, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SigningKey() != "s" || time.Duration(c.JWTLeeway) != 1500*time.Millisecond ||
+		!reflect.DeepEqual(c.AllowedHosts, []string{"a.com", ".b.org"}) || c.DBColumns["message.sender_id"] != "author_id" {
+		t.Errorf("values: %+v", c)
+	}
+	t.Setenv("SIMPLE_JWT_LEEWAY", "2m")
+	if c, err := Load(); err != nil || time.Duration(c.JWTLeeway) != 2*time.Minute {
+		t.Errorf("leeway as duration: %v %v", c.JWTLeeway, err)
+	}
+}
+
+// A bad or missing value is one line naming the variable.
+func TestLoadErrorsNameTheVariable(t *testing.T) {
+	for _, tc := range []struct{ name, value, want string }{
+		{"DATABASE_URL", "", "DATABASE_URL"},
+		{"DATABASE_URL", "mysql://x/y", "DATABASE_URL"},
+		{"MAX_FRAME_BYTES", "abc", "MAX_FRAME_BYTES"},
+		{"MAX_FRAME_BYTES", "0", "MAX_FRAME_BYTES"},
+		{"SEND_QUEUE", "-1", "SEND_QUEUE"},
+		{"PING_INTERVAL", "20", "PING_INTERVAL"},
+		{"SIMPLE_JWT_LEEWAY", "soon", "SIMPLE_JWT_LEEWAY"},
+		{"SIMPLE_JWT_LEEWAY", "-1", "SIMPLE_JWT_LEEWAY"},
+		{"LOG_LEVEL", "loud", "LOG_LEVEL"},
+		{"LOG_FORMAT", "xml", "LOG_FORMAT"},
+		{"SECRET_KEY", "", "SECRET_KEY"},
+		{"PUBLIC_BASE_URL", "not a url", "PUBLIC_BASE_URL"},
+		{"MEDIA_URL", "media", "MEDIA_URL"},
+	} {
+		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
+			setenv(t, "DATABASE_URL", "postgres://u@h/db", "SECRET_KEY", "k")
+			if tc.value == "" {
+				os.Unsetenv(tc.name)
+			} else {
+				t.Setenv(tc.name, tc.value)
+			}
+			_, err := Load()
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if msg := err.Error(); !strings.Contains(msg, tc.want) || strings.Contains(msg, "\n") {
+				t.Errorf("error %q: want one line naming %s", msg, tc.want)
+			}
+		})
+	}
+}
+
+// The README's configuration table lists every variable with its default.
+func TestReadmeTable(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]string{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `([A-Z_]+)` \\| *([^|]*?) *\\|").FindAllStringSubmatch(string(readme), -1) {
+		rows[m[1]] = strings.Trim(strings.TrimSpace(m[2]), "`")
+	}
+	typ := reflect.TypeOf(Config{})
+	for i := 0; i < typ.NumField(); i++ {
+		f := typ.Field(i)
+		name := f.Tag.Get("envconfig")
+		got, ok := rows[name]
+		if !ok {
+			t.Errorf("README has no row for %s", name)
+			continue
+		}
+		if def := f.Tag.Get("default"); def != "" && got != def {
+			t.Errorf("README default of %s is %q, code says %q", name, got, def)
+		}
+		delete(rows, name)
+	}
+	for name := range rows {
+		t.Errorf("README documents %s, which the code does not read", name)
+	}
+}
