@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -15,8 +16,13 @@ func TestMain(m *testing.M) {
 	testenv.Run(m) // exits; the built binary lives in the OS temp dir
 }
 
-// transcripts of one scenario file: scenario → entries, per side.
-type transcripts map[*Scenario][]*Entry
+// transcripts of one scenario file, per side.
+type transcripts map[*Scenario]*transcript
+
+type transcript struct {
+	entries []*Entry
+	divSeen map[string]map[string]bool // divergent field → values seen
+}
 
 func TestConformance(t *testing.T) {
 	files, err := loadFiles("scenarios")
@@ -89,12 +95,13 @@ func playSide(t *testing.T, f *File, name string) transcripts {
 		fx := s.fixture[sc]
 		r := &runner{s: s, sc: sc, fx: fx}
 		entries := r.play()
-		ids := &idents{users: map[int64]string{}, emails: emailsOf(f, i, sc), conv: fx.conv, ts: map[string]string{}}
+		ids := &idents{users: map[int64]string{}, emails: emailsOf(f, i, sc), conv: fx.conv, ts: map[string]string{},
+			divFields: sc.DivFields, divSeen: map[string]map[string]bool{}}
 		for a, id := range fx.users {
 			ids.users[id] = a
 		}
 		normalizeRun(entries, ids)
-		out[sc] = entries
+		out[sc] = &transcript{entries: entries, divSeen: ids.divSeen}
 	}
 	if dir := os.Getenv("CONFORMANCE_OUT"); dir != "" {
 		writeTranscripts(t, dir, f, name, out, s.logs())
@@ -106,7 +113,7 @@ func writeTranscripts(t *testing.T, dir string, f *File, side string, tr transcr
 	var b strings.Builder
 	for _, sc := range f.Scenarios {
 		fmt.Fprintf(&b, "== scenario %s\n", sc.Name)
-		for _, e := range tr[sc] {
+		for _, e := range tr[sc].entries {
 			fmt.Fprintf(&b, "%4d %s\n", e.Step.Line, e.show())
 		}
 	}
@@ -127,7 +134,12 @@ func byStep(entries []*Entry) map[int][]*Entry {
 // compare reports every difference between the Python and Go transcripts of
 // one scenario that is not declared as a divergence, every expectation the
 // Python reference does not meet, and lists the declared divergences.
-func compare(t *testing.T, sc *Scenario, py, gov []*Entry) {
+func compare(t *testing.T, sc *Scenario, pyT, goT *transcript) {
+	py, gov := pyT.entries, goT.entries
+	for _, k := range sortedFields(sc.DivFields) {
+		t.Logf("expected divergence %q (field %s): Python values %s, Go values %s",
+			sc.DivFields[k], k, setString(pyT.divSeen[k]), setString(goT.divSeen[k]))
+	}
 	pyFails := failures(py)
 	goFails := failures(gov)
 	for _, f := range pyFails {
@@ -212,4 +224,22 @@ func failures(entries []*Entry) []string {
 		}
 	}
 	return fails
+}
+
+func sortedFields(m map[string]string) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+func setString(m map[string]bool) string {
+	var vs []string
+	for v := range m {
+		vs = append(vs, v)
+	}
+	sort.Strings(vs)
+	return "{" + strings.Join(vs, ", ") + "}"
 }

@@ -19,7 +19,10 @@ type idents struct {
 	files  map[int64]string // attachment id → @f<rank>
 	ts     map[string]string
 	tsEpoc int // bumped by sql steps: timestamps may change legitimately
-	notes  []string
+	// divFields are the declared divergent keys; divSeen their values.
+	divFields map[string]string
+	divSeen   map[string]map[string]bool
+	notes     []string
 }
 
 // rankIDs gives message and attachment ids symbols by their order in the
@@ -107,6 +110,14 @@ func (ids *idents) normalize(v any, parent string) any {
 		msg := isMessage(t)
 		for _, k := range t.keys {
 			val := t.vals[k]
+			if _, ok := ids.divFields[k]; ok {
+				if ids.divSeen[k] == nil {
+					ids.divSeen[k] = map[string]bool{}
+				}
+				ids.divSeen[k][pyDumps(val)] = true
+				o.vals[k] = "<divergent " + k + ">"
+				continue
+			}
 			switch {
 			case k == "id" && msg:
 				o.vals[k] = sym(val, ids.msgs, "@m?")

@@ -29,6 +29,9 @@ type Scenario struct {
 	ConvID           int64 // 0: next id of the sequence
 	Steps            []*Step
 	Divergences      []*Divergence
+	// DivFields are frame keys whose values are a declared divergence
+	// (key → label): both runs show a placeholder, the values are listed.
+	DivFields map[string]string
 }
 
 // Actor is a user of a scenario.
@@ -181,6 +184,15 @@ func parseFile(path string) (*File, error) {
 					return nil, errf(n, "unknown conversation option %q", t)
 				}
 			}
+		case "divergent_field":
+			toks, err := tokens(rest)
+			if err != nil || len(toks) != 2 {
+				return nil, errf(n, `want divergent_field <key> "<label>"`)
+			}
+			if sc.DivFields == nil {
+				sc.DivFields = map[string]string{}
+			}
+			sc.DivFields[toks[0]] = toks[1]
 		case "divergence":
 			if div != nil {
 				return nil, errf(n, "nested divergence")
