@@ -1,0 +1,177 @@
+package consumer
+
+import (
+	"math/big"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chatsidecar/sidecar/chat"
+	"github.com/chatsidecar/sidecar/pyjson"
+)
+
+func TestOriginAllowed(t *testing.T) {
+	hosts := []string{"app.example.com", ".example.org", "10.0.0.5:8000", "[::1]", "https://secure.example.net"}
+	for _, tc := range []struct {
+		origin string
+		want   bool
+	}{
+		{"https://app.example.com", true},
+		{"http://app.example.com:9999", true},
+		{"https://APP.example.com", true},
+		{"https://example.org", true},
+		{"https://a.b.example.org", true},
+		{"https://badexample.org", false},
+		{"https://example.com", false},
+		{"http://10.0.0.5", true},
+		{"http://[::1]:3000", true},
+		{"https://secure.example.net", true},
+		{"http://secure.example.net", false},
+		{"null", false},
+		{"", false},
+		{"file://", false},
+		{"%zz", false},
+	} {
+		if got := originAllowed([]string{tc.origin}, hosts); got != tc.want {
+			t.Errorf("origin %q: %v, want %v", tc.origin, got, tc.want)
+		}
+	}
+	if !originAllowed(nil, nil) {
+		t.Error("no Origin header must be allowed (divergence)")
+	}
+	if originAllowed([]string{"https://x.com"}, nil) {
+		t.Error("empty ALLOWED_HOSTS must refuse an Origin")
+	}
+	if !originAllowed([]string{"null"}, []string{"*"}) {
+		t.Error("* must allow Origin: null")
+	}
+}
+
+func TestChatPath(t *testing.T) {
+	for path, want := range map[string]string{
+		"/ws/chat/7/": "7", "/ws/chat/7": "7", "/ws/chat/007/": "007", "/ws/chat/abc_1/": "abc_1",
+		"/ws/chat/é/": "é", "/ws/chat/": "", "/ws/chat/7//": "", "/ws/chat/a-b/": "", "/ws/chat/7/x/": "",
+		"/ws/chat/%37/": "",
+	} {
+		m := chatPath.FindStringSubmatch(path)
+		got := ""
+		if m != nil {
+			got = m[1]
+		}
+		if got != want {
+			t.Errorf("%s: segment %q, want %q", path, got, want)
+		}
+	}
+}
+
+func TestIsoformat(t *testing.T) {
+	for _, tc := range []struct {
+		t    time.Time
+		want string
+	}{
+		{time.Date(2026, 1, 14, 10, 0, 0, 0, time.UTC), "2026-01-14T10:00:00+00:00"},
+		{time.Date(2026, 1, 14, 10, 0, 0, 123456000, time.UTC), "2026-01-14T10:00:00.123456+00:00"},
+		{time.Date(2026, 1, 14, 10, 0, 0, 120000000, time.UTC), "2026-01-14T10:00:00.120000+00:00"},
+		{time.Date(2026, 1, 14, 10, 0, 0, 999, time.UTC), "2026-01-14T10:00:00+00:00"},
+		{time.Date(2026, 1, 14, 11, 0, 0, 1000, time.FixedZone("x", 3600)), "2026-01-14T10:00:00.000001+00:00"},
+	} {
+		if got := isoformat(tc.t); got != tc.want {
+			t.Errorf("isoformat(%v) = %s, want %s", tc.t, got, tc.want)
+		}
+	}
+}
+
+func TestSameID(t *testing.T) {
+	big5, _ := new(big.Int).SetString("5", 10)
+	huge, _ := new(big.Int).SetString("99999999999999999999", 10)
+	for _, tc := range []struct {
+		v    pyjson.Value
+		id   int64
+		want bool
+	}{
+		{int64(5), 5, true}, {int64(6), 5, false}, {5.0, 5, true}, {5.5, 5, false},
+		{"5", 5, false}, {nil, 5, false}, {true, 1, true}, {false, 0, true}, {true, 5, false},
+		{big5, 5, true}, {huge, 5, false},
+	} {
+		if got := sameID(tc.v, tc.id); got != tc.want {
+			t.Errorf("sameID(%#v, %d) = %v", tc.v, tc.id, got)
+		}
+	}
+}
+
+// serial keeps order per key, runs keys in parallel and bounds the queue.
+func TestSerial(t *testing.T) {
+	var s serial
+	var mu sync.Mutex
+	got := map[string][]int{}
+	var wg sync.WaitGroup
+	for i := 0; i < 200; i++ {
+		for _, k := range []string{"a", "b", "c"} {
+			wg.Add(1)
+			k, i := k, i
+			if !s.do(k, func() {
+				defer wg.Done()
+				mu.Lock()
+				got[k] = append(got[k], i)
+				mu.Unlock()
+			}) {
+				t.Fatal("refused without a bound")
+			}
+		}
+	}
+	wg.Wait()
+	for k, seq := range got {
+		for i, v := range seq {
+			if v != i {
+				t.Fatalf("key %s ran out of order: %v", k, seq[:i+1])
+			}
+		}
+	}
+	bounded := serial{max: 1}
+	block := make(chan struct{})
+	bounded.do("k", func() { <-block })
+	waitRunning := time.Now().Add(5 * time.Second)
+	for {
+		bounded.mu.Lock()
+		n := len(bounded.queues["k"])
+		bounded.mu.Unlock()
+		if n == 0 || time.Now().After(waitRunning) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if !bounded.do("k", func() {}) {
+		t.Fatal("first waiting function refused")
+	}
+	if bounded.do("k", func() {}) {
+		t.Fatal("second waiting function accepted past max 1")
+	}
+	if !bounded.do("other", func() {}) {
+		t.Fatal("other key refused")
+	}
+	close(block)
+}
+
+type fakeMedia struct{ Media }
+
+func (fakeMedia) URL(p string) string { return "https://x.test/media/" + p }
+
+func TestMessageObject(t *testing.T) {
+	m := chat.Message{
+		ID: 42, ConversationID: 7, Content: "Hello", MessageType: "file",
+		Sender:    chat.User{ID: 5, Email: "t@example.com", UserType: "talker"},
+		CreatedAt: time.Date(2026, 1, 14, 10, 0, 0, 123456000, time.UTC),
+		Attachment: &chat.Attachment{ID: 3, File: "chat_files/2026/01/14/a.png", Filename: "a.png",
+			FileSize: 10, FileType: "image/png"},
+	}
+	got, err := pyjson.Marshal(messageObject(m, fakeMedia{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"id": 42, "conversation": 7, "sender": {"id": 5, "email": "t@example.com", "full_name": "t@example.com", "user_type": "talker"}, ` +
+		`"content": "Hello", "message_type": "file", "created_at": "2026-01-14T10:00:00.123456+00:00", "is_read": false, ` +
+		`"file_attachment": {"id": 3, "filename": "a.png", "file_url": "https://x.test/media/chat_files/2026/01/14/a.png", "file_size": 10, "file_type": "image/png"}}`
+	if string(got) != want {
+		t.Errorf("\n got %s\nwant %s", got, want)
+	}
+}
