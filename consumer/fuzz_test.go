@@ -26,7 +26,7 @@ func (s stubStore) SaveFile(_ context.Context, m djangodb.Draft, f djangodb.File
 	return chat.Message{ID: 1, Content: m.Content, Attachment: &chat.Attachment{Filename: f.Filename}}, nil
 }
 func (s stubStore) History(context.Context, int64) ([]chat.Message, error) { return nil, nil }
-func (s stubStore) MarkRead(context.Context, int64, int64) (int64, error) { return 0, nil }
+func (s stubStore) MarkRead(context.Context, int64, int64) (int64, error)  { return 0, nil }
 
 // FuzzHandle: no client frame makes the handler panic, and every frame gets
 // at most a bounded number of replies.
