@@ -121,7 +121,7 @@ func (c *conn) decodeFile(fileV, nameV pyjson.Value) (data []byte, filename, cle
 		return nil, "", "", errInvalidFileData
 	}
 	limit := c.srv.cfg.MaxFileBytes
-	tooLarge := fmt.Sprintf("File is too large (max %d MB)", limit>>20)
+	tooLarge := "File is too large (max " + humanSize(limit) + ")"
 	if int64(mediastore.DecodedLenUpperBound(b64)) > limit+limit/2+16 {
 		// Far above the limit whatever is discarded: do not decode it.
 		return nil, "", "", tooLarge
@@ -143,6 +143,17 @@ func (c *conn) decodeFile(fileV, nameV pyjson.Value) (data []byte, filename, cle
 		return nil, "", "", errInvalidFileName
 	}
 	return data, filename, clean, ""
+}
+
+// humanSize prints a limit the way the default reads: "10 MB".
+func humanSize(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 // maxFilenameLen is the attachment's filename column, varchar(255).

@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -30,6 +31,40 @@ func originAllowed(header []string, allowed []string) bool {
 		}
 	}
 	return false
+}
+
+// originWellFormed is autobahn's check, run by Daphne before the consumer:
+// one Origin header at most, and one that names a host unless it is "null"
+// or a file:// URL. Daphne answers anything else with HTTP 400.
+func originWellFormed(header []string) bool {
+	switch len(header) {
+	case 0:
+		return true
+	case 1:
+	default:
+		return false
+	}
+	origin := strings.TrimSpace(header[0])
+	if strings.EqualFold(origin, "null") {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(u.Scheme, "file") {
+		return true
+	}
+	if u.Hostname() == "" {
+		return false
+	}
+	if p := u.Port(); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n > 65535 {
+			return false
+		}
+	}
+	return true
 }
 
 func matchHost(host, scheme, pattern string) bool {

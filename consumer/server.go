@@ -79,6 +79,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	segment := m[1]
 	log := s.log.With("segment", segment, "remote", r.RemoteAddr)
 
+	if !originWellFormed(r.Header.Values("Origin")) {
+		log.Info("refused: malformed origin", "origin", r.Header.Get("Origin"))
+		http.Error(w, "HTTP Origin header invalid", http.StatusBadRequest)
+		return
+	}
 	if !originAllowed(r.Header.Values("Origin"), s.cfg.AllowedHosts) {
 		log.Info("refused: origin not allowed", "origin", r.Header.Get("Origin"))
 		deny(w)

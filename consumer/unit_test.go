@@ -47,6 +47,31 @@ func TestOriginAllowed(t *testing.T) {
 	}
 }
 
+func TestOriginWellFormed(t *testing.T) {
+	for _, tc := range []struct {
+		header []string
+		want   bool
+	}{
+		{nil, true}, {[]string{"https://a.com"}, true}, {[]string{"null"}, true}, {[]string{" NULL "}, true},
+		{[]string{"file://"}, true}, {[]string{"http://a.com:8080"}, true},
+		{[]string{"garbage"}, false}, {[]string{"http://"}, false}, {[]string{"%zz"}, false},
+		{[]string{"http://a.com:99999"}, false}, {[]string{"http://a.com:x"}, false},
+		{[]string{"https://a.com", "https://a.com"}, false},
+	} {
+		if got := originWellFormed(tc.header); got != tc.want {
+			t.Errorf("originWellFormed(%q) = %v, want %v", tc.header, got, tc.want)
+		}
+	}
+}
+
+func TestHumanSize(t *testing.T) {
+	for n, want := range map[int64]string{10 << 20: "10 MB", 1024: "1 KB", 1500: "1500 bytes", 3 << 19: "1536 KB"} {
+		if got := humanSize(n); got != want {
+			t.Errorf("humanSize(%d) = %s, want %s", n, got, want)
+		}
+	}
+}
+
 func TestChatPath(t *testing.T) {
 	for path, want := range map[string]string{
 		"/ws/chat/7/": "7", "/ws/chat/7": "7", "/ws/chat/007/": "007", "/ws/chat/abc_1/": "abc_1",
