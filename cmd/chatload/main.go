@@ -1,0 +1,251 @@
+// Command chatload measures the chat WebSocket under load: it seeds users
+// and conversations into a Django database, connects a talker and a
+// listener to each conversation, and has every talker send messages in a
+// closed loop (send, wait for its own new_message). It prints the rate of
+// saved-and-delivered messages and the latency from send to the listener's
+// new_message (p50/p99).
+//
+// It writes rows: point it only at a test database.
+//
+//	chatload -dsn postgres://postgres@127.0.0.1:5432/loadtest?sslmode=disable \
+//	    -secret "$SECRET_KEY" -url ws://127.0.0.1:8001 -conversations 50 -duration 10s
+//
+// -listen-url sends the listeners to another server (a second sidecar, or
+// Daphne), to measure delivery across processes through the channel layer.
+package main
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	_ "github.com/lib/pq"
+)
+
+func main() {
+	dsn := flag.String("dsn", "", "Django's PostgreSQL database (rows are added to it)")
+	secret := flag.String("secret", os.Getenv("SECRET_KEY"), "SECRET_KEY, to sign HS256 access tokens as SimpleJWT does")
+	talkURL := flag.String("url", "ws://127.0.0.1:8001", "server the talkers connect to")
+	listenURL := flag.String("listen-url", "", "server the listeners connect to (default: -url)")
+	convs := flag.Int("conversations", 20, "conversations, each with a talker and a listener connected")
+	duration := flag.Duration("duration", 10*time.Second, "how long the talkers send")
+	size := flag.Int("size", 32, "bytes of content per message")
+	flag.Parse()
+	if *dsn == "" || *secret == "" {
+		log.Fatal("chatload: -dsn and -secret (or SECRET_KEY) are required")
+	}
+	if *listenURL == "" {
+		*listenURL = *talkURL
+	}
+	db, err := sql.Open("postgres", *dsn)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer db.Close()
+	pairs, err := seed(db, *convs)
+	if err != nil {
+		log.Fatalf("chatload: seed: %v", err)
+	}
+	res, err := load(pairs, *secret, *talkURL, *listenURL, *duration, *size)
+	if err != nil {
+		log.Fatalf("chatload: %v", err)
+	}
+	res.print(*convs, *duration)
+}
+
+type pair struct{ conv, listener, talker int64 }
+
+// seed adds one listener, one talker and an active conversation per pair,
+// supplying every NOT NULL column as Django does.
+func seed(db *sql.DB, n int) ([]pair, error) {
+	run := randHex(4)
+	now := time.Now().UTC()
+	user := func(kind string, i int) (int64, error) {
+		var id int64
+		err := db.QueryRow(`INSERT INTO users_user (password, is_superuser, email, full_name, user_type, phone_number,
+			language, is_active, is_staff, is_verified, created_at, updated_at)
+			VALUES ('!', false, $1, '', $2, '', 'en', true, false, false, $3, $3) RETURNING id`,
+			fmt.Sprintf("load-%s-%s-%d@example.com", run, kind, i), kind, now).Scan(&id)
+		return id, err
+	}
+	out := make([]pair, n)
+	for i := range out {
+		l, err := user("listener", i)
+		if err != nil {
+			return nil, err
+		}
+		t, err := user("talker", i)
+		if err != nil {
+			return nil, err
+		}
+		var c int64
+		err = db.QueryRow(`INSERT INTO chat_conversation (listener_id, talker_id, status, created_at, updated_at, initial_message)
+			VALUES ($1, $2, 'active', $3, $3, '') RETURNING id`, l, t, now).Scan(&c)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = pair{c, l, t}
+	}
+	return out, nil
+}
+
+// token signs an access token shaped as SimpleJWT mints them.
+func token(secret string, user int64) string {
+	enc := base64.RawURLEncoding
+	now := time.Now().Unix()
+	payload := fmt.Sprintf(`{"token_type":"access","exp":%d,"iat":%d,"jti":"%s","user_id":%d}`, now+3600, now, randHex(16), user)
+	signing := enc.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." + enc.EncodeToString([]byte(payload))
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte(signing))
+	return signing + "." + enc.EncodeToString(mac.Sum(nil))
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+type result struct {
+	mu        sync.Mutex
+	sent      int
+	latencies []time.Duration // send → the listener's new_message
+	errors    int
+}
+
+func dial(base string, conv int64, tok string) (*websocket.Conn, error) {
+	u := strings.TrimRight(base, "/") + "/ws/chat/" + strconv.FormatInt(conv, 10) + "/?token=" + tok
+	ws, _, err := websocket.DefaultDialer.Dial(u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("connect to conversation %d: %w", conv, err)
+	}
+	for i := 0; i < 3; i++ { // the connect frames
+		if _, _, err := ws.ReadMessage(); err != nil {
+			return nil, err
+		}
+	}
+	return ws, nil
+}
+
+type frame struct {
+	Type          string `json:"type"`
+	Message       string `json:"message"`
+	LatestMessage struct {
+		Content string `json:"content"`
+	} `json:"latest_message"`
+}
+
+func load(pairs []pair, secret, talkURL, listenURL string, d time.Duration, size int) (*result, error) {
+	res := &result{}
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 2*len(pairs))
+	pad := strings.Repeat("x", max(0, size-20))
+	for _, p := range pairs {
+		lws, err := dial(listenURL, p.conv, token(secret, p.listener))
+		if err != nil {
+			return nil, err
+		}
+		tws, err := dial(talkURL, p.conv, token(secret, p.talker))
+		if err != nil {
+			return nil, err
+		}
+		wg.Add(2)
+		// The listener records when each message arrives.
+		go func() {
+			defer wg.Done()
+			defer lws.Close()
+			for {
+				_ = lws.SetReadDeadline(time.Now().Add(d + 30*time.Second))
+				_, data, err := lws.ReadMessage()
+				if err != nil {
+					return
+				}
+				var f frame
+				if json.Unmarshal(data, &f) != nil || f.Type != "new_message" {
+					continue
+				}
+				sentAt, err := strconv.ParseInt(strings.SplitN(f.LatestMessage.Content, " ", 2)[0], 10, 64)
+				if err != nil {
+					continue
+				}
+				res.mu.Lock()
+				res.latencies = append(res.latencies, time.Since(time.Unix(0, sentAt)))
+				res.mu.Unlock()
+			}
+		}()
+		// The talker sends, then waits for its own copy.
+		go func() {
+			defer wg.Done()
+			defer func() { time.Sleep(time.Second); lws.Close(); tws.Close() }()
+			for ctx.Err() == nil {
+				msg := fmt.Sprintf(`{"type": "chat_message", "message": "%d %s"}`, time.Now().UnixNano(), pad)
+				if err := tws.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
+					errc <- err
+					return
+				}
+				for {
+					_ = tws.SetReadDeadline(time.Now().Add(30 * time.Second))
+					_, data, err := tws.ReadMessage()
+					if err != nil {
+						errc <- err
+						return
+					}
+					var f frame
+					_ = json.Unmarshal(data, &f)
+					if f.Type == "error" {
+						res.mu.Lock()
+						res.errors++
+						res.mu.Unlock()
+						break
+					}
+					if f.Type == "new_message" {
+						res.mu.Lock()
+						res.sent++
+						res.mu.Unlock()
+						break
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			return res, err
+		}
+	default:
+	}
+	return res, nil
+}
+
+func (r *result) print(convs int, d time.Duration) {
+	sort.Slice(r.latencies, func(i, j int) bool { return r.latencies[i] < r.latencies[j] })
+	q := func(p float64) time.Duration {
+		if len(r.latencies) == 0 {
+			return 0
+		}
+		return r.latencies[int(p*float64(len(r.latencies)-1))]
+	}
+	fmt.Printf("conversations=%d duration=%s messages=%d rate=%.0f/s errors=%d delivered=%d p50=%s p99=%s\n",
+		convs, d, r.sent, float64(r.sent)/d.Seconds(), r.errors, len(r.latencies),
+		q(0.50).Round(10*time.Microsecond), q(0.99).Round(10*time.Microsecond))
+}
