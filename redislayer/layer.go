@@ -26,7 +26,6 @@
 //     retries. Messages that cannot be decoded are logged and dropped.
 //   - Receive returns one message at a time with all the local channels it
 //     is for; there is no per-channel in-memory buffer.
-//   - Symmetric encryption is not supported.
 package redislayer
 
 import (
@@ -41,6 +40,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fernet/fernet-go"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/chatsidecar/sidecar/pyjson"
@@ -95,6 +95,10 @@ type Config struct {
 	Capacity int
 	// ChannelCapacity overrides Capacity for matching channel names.
 	ChannelCapacity []CapacityRule
+	// SymmetricEncryptionKeys, when set, encrypt messages with Fernet as
+	// symmetric_encryption_keys does: the first key encrypts, any
+	// decrypts. Every process must use the same list.
+	SymmetricEncryptionKeys []string
 }
 
 func (c *Config) setDefaults() {
@@ -147,6 +151,7 @@ var groupSendScript = redis.NewScript(`
 type Layer struct {
 	cfg         Config
 	log         *slog.Logger
+	keys        []*fernet.Key
 	clients     []*redis.Client
 	expirySec   int64
 	groupExpSec int64
@@ -192,6 +197,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Layer, error) {
 		queueName:    "specific." + cp + "!",
 		groups:       map[string]map[string]struct{}{},
 		kick:         make(chan struct{}, 1),
+		keys:         fernetKeys(cfg.SymmetricEncryptionKeys),
 	}
 	l.queueKey = cfg.Prefix + l.queueName
 	l.inflightKey = l.queueKey + "$inflight"
@@ -406,7 +412,7 @@ func (l *Layer) GroupSend(ctx context.Context, group string, event pyjson.Object
 		args := make([]any, 0, 2*len(buckets)+2)
 		for i, b := range buckets {
 			keys[i] = b.key
-			msg, err := serialize(event, b.channels, true)
+			msg, err := l.encode(event, b.channels, true)
 			if err != nil {
 				return fmt.Errorf("group_send %s: serialize: %w", group, err)
 			}
@@ -459,7 +465,7 @@ func (l *Layer) Send(ctx context.Context, channel string, event pyjson.Object) e
 		return fmt.Errorf("send %s: event has the reserved key %s", channel, channelKey)
 	}
 	specific := strings.Contains(channel, "!")
-	msg, err := serialize(event, channel, specific)
+	msg, err := l.encode(event, channel, specific)
 	if err != nil {
 		return fmt.Errorf("send %s: serialize: %w", channel, err)
 	}
@@ -544,7 +550,7 @@ func (l *Layer) Receive(ctx context.Context) ([]string, pyjson.Object, error) {
 		if member == nil {
 			continue
 		}
-		event, err := deserialize(member)
+		event, err := l.decode(member)
 		if err != nil {
 			l.log.Error("channel layer receive: dropping undecodable message", "key", l.queueKey, "err", err)
 			continue
