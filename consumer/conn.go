@@ -80,18 +80,18 @@ func (c *conn) push(frame []byte) bool {
 	}
 }
 
-// drop closes a connection that cannot keep up, with 1008.
+// drop closes a connection that cannot keep up, with 1008. The close is
+// written by another goroutine: a full socket would block it, and the caller
+// may be delivering a group event to other connections.
 func (c *conn) drop(reason string) {
 	c.log.Warn("dropping connection", "reason", reason)
-	c.closeWith(websocket.ClosePolicyViolation, reason)
-}
-
-func (c *conn) closeWith(code int, reason string) {
 	c.end()
 	if ws := c.socket(); ws != nil {
-		msg := websocket.FormatCloseMessage(code, reason)
-		_ = ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(c.srv.cfg.WriteTimeout))
-		_ = ws.Close()
+		go func() {
+			msg := websocket.FormatCloseMessage(websocket.ClosePolicyViolation, reason)
+			_ = ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(c.srv.cfg.WriteTimeout))
+			_ = ws.Close()
+		}()
 	}
 }
 
