@@ -24,6 +24,7 @@ import (
 	"github.com/chatsidecar/sidecar/djangodb"
 	"github.com/chatsidecar/sidecar/mediastore"
 	"github.com/chatsidecar/sidecar/memlayer"
+	"github.com/chatsidecar/sidecar/redislayer"
 )
 
 func main() {
@@ -85,7 +86,11 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 		return err
 	}
 
-	layer := memlayer.New(0)
+	layer, closeLayer, err := openLayer(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeLayer()
 	srv := consumer.New(consumer.Config{
 		AllowedHosts: cfg.AllowedHosts, PublicBaseURL: cfg.PublicBaseURL,
 		MaxFrameBytes: cfg.MaxFrameBytes, MaxFileBytes: cfg.MaxFileBytes, SendQueue: cfg.SendQueue,
@@ -144,6 +149,22 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// openLayer returns the channel layer CHANNEL_LAYER names.
+func openLayer(ctx context.Context, cfg config.Config, log *slog.Logger) (consumer.Layer, func(), error) {
+	if cfg.ChannelLayer != "redis" {
+		return memlayer.New(0), func() {}, nil
+	}
+	layer, err := redislayer.New(ctx, redislayer.Config{
+		Hosts: cfg.RedisURL, Prefix: cfg.LayerPrefix, Capacity: cfg.LayerCapacity,
+		Expiry: time.Duration(cfg.LayerExpiry), GroupExpiry: time.Duration(cfg.LayerGroupExpiry),
+		SymmetricEncryptionKeys: cfg.LayerKeys,
+	}, log.With("layer", "redis"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	return layer, func() { _ = layer.Close() }, nil
 }
 
 // openPostgres opens Django's PostgreSQL database in UTC, as Django sets

@@ -43,6 +43,14 @@ type Config struct {
 	BlockTable        string            `envconfig:"BLOCK_TABLE" default:"listener_listenerblockedtalker" desc:"table of listener.ListenerBlockedTalker"`
 	DBColumns         map[string]string `envconfig:"DB_COLUMNS" desc:"renamed columns, model.column:name pairs (e.g. message.sender_id:author_id)"`
 
+	ChannelLayer     string   `envconfig:"CHANNEL_LAYER" default:"memory" desc:"memory (groups inside this process) or redis (channels_redis, shared with Django and other sidecars)"`
+	RedisURL         []string `envconfig:"REDIS_URL" default:"redis://localhost:6379" desc:"Redis hosts of CHANNEL_LAYERS, comma-separated, in the same order as Django's (sharding)"`
+	LayerPrefix      string   `envconfig:"CHANNEL_LAYER_PREFIX" default:"asgi" desc:"channels_redis prefix"`
+	LayerCapacity    int      `envconfig:"CHANNEL_LAYER_CAPACITY" default:"100" desc:"channels_redis capacity (messages per process queue)"`
+	LayerExpiry      Seconds  `envconfig:"CHANNEL_LAYER_EXPIRY" default:"60" desc:"channels_redis expiry in seconds (message TTL)"`
+	LayerGroupExpiry Seconds  `envconfig:"CHANNEL_LAYER_GROUP_EXPIRY" default:"86400" desc:"channels_redis group_expiry in seconds (the sidecar refreshes its own memberships)"`
+	LayerKeys        []string `envconfig:"CHANNEL_LAYER_SYMMETRIC_ENCRYPTION_KEYS" desc:"channels_redis symmetric_encryption_keys, comma-separated (encrypt with the first)"`
+
 	MaxFrameBytes int64         `envconfig:"MAX_FRAME_BYTES" default:"16777216" desc:"largest client frame; larger closes with 1009"`
 	MaxFileBytes  int64         `envconfig:"MAX_FILE_BYTES" default:"10485760" desc:"largest decoded file of a file_message"`
 	SendQueue     int           `envconfig:"SEND_QUEUE" default:"256" desc:"frames queued per connection; a connection whose queue is full is closed"`
@@ -120,6 +128,24 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%s: must be positive", p.name)
 		}
 	}
+	switch c.ChannelLayer {
+	case "memory", "redis":
+	default:
+		return fmt.Errorf("CHANNEL_LAYER: want memory or redis, got %q", c.ChannelLayer)
+	}
+	if c.ChannelLayer == "redis" {
+		for _, h := range c.RedisURL {
+			if u, err := url.Parse(h); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+				return fmt.Errorf("REDIS_URL: want redis://host:port[/db], got %q", h)
+			}
+		}
+		if c.LayerCapacity <= 0 {
+			return errors.New("CHANNEL_LAYER_CAPACITY: must be positive")
+		}
+		if c.LayerExpiry < Seconds(time.Second) || c.LayerGroupExpiry < Seconds(time.Second) {
+			return errors.New("CHANNEL_LAYER_EXPIRY and CHANNEL_LAYER_GROUP_EXPIRY: must be at least 1 second")
+		}
+	}
 	if c.JWTLeeway < 0 {
 		return errors.New("SIMPLE_JWT_LEEWAY: must not be negative")
 	}
@@ -151,9 +177,21 @@ func (c Config) LogValue() slog.Value {
 		slog.String("secret_key", mask(c.SecretKey)), slog.String("jwt_algorithm", c.JWTAlgorithm),
 		slog.String("jwt_signing_key", mask(c.JWTSigningKey)), slog.Any("allowed_hosts", c.AllowedHosts),
 		slog.String("media_root", c.MediaRoot), slog.String("media_url", c.MediaURL),
-		slog.String("public_base_url", c.PublicBaseURL),
+		slog.String("public_base_url", c.PublicBaseURL), slog.String("channel_layer", c.ChannelLayer),
+		slog.Any("redis", redactAll(c.RedisURL)), slog.String("layer_prefix", c.LayerPrefix),
 		slog.Int64("max_frame_bytes", c.MaxFrameBytes), slog.Int64("max_file_bytes", c.MaxFileBytes),
 		slog.Int("send_queue", c.SendQueue), slog.Duration("ping_interval", c.PingInterval),
 		slog.Duration("ping_timeout", c.PingTimeout),
 	)
+}
+
+func redactAll(urls []string) []string {
+	out := make([]string, len(urls))
+	for i, s := range urls {
+		if u, err := url.Parse(s); err == nil {
+			s = u.Redacted()
+		}
+		out[i] = s
+	}
+	return out
 }
