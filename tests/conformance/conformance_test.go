@@ -13,7 +13,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	testenv.Run(m) // exits; the built binary lives in the OS temp dir
+	testenv.Run(m)
 }
 
 // transcripts of one scenario file, per side.
@@ -32,12 +32,7 @@ func TestConformance(t *testing.T) {
 	if len(files) == 0 {
 		t.Fatal("no scenarios/*.txt")
 	}
-	t.Cleanup(func() {
-		if buildDir != "" {
-			os.RemoveAll(buildDir)
-		}
-	})
-	sidecarBinary(t) // build before the parallel runs start
+	testenv.SidecarBinary(t) // build before the parallel runs start
 	for _, f := range files {
 		f := f
 		t.Run(f.Name, func(t *testing.T) {
@@ -86,8 +81,8 @@ func playSide(t *testing.T, f *File, name string) transcripts {
 	} else {
 		s.short = "go"
 		d := testenv.StartDaphne(t, env)
-		sc := startSidecar(t, append(env, f.GoEnv...))
-		s.wsAddr, s.rest, s.logs = sc.Addr, d.Addr, sc.log.String
+		sc := testenv.StartSidecar(t, append(env, f.GoEnv...))
+		s.wsAddr, s.rest, s.logs = sc.Addr, d.Addr, sc.Log
 	}
 	s.fixture = setupFixtures(t, db, f)
 	out := transcripts{}

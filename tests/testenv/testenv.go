@@ -71,6 +71,9 @@ var (
 // Postgres built, if any, and exits with the tests' status. Call it from TestMain.
 func Run(m *testing.M) {
 	code := m.Run()
+	for _, f := range cleanups {
+		f()
+	}
 	if err := dropTemplate(); err != nil {
 		fmt.Fprintf(os.Stderr, "testenv: %v\n", err)
 	}
