@@ -156,6 +156,7 @@ func openLayer(ctx context.Context, cfg config.Config, log *slog.Logger) (consum
 	if cfg.ChannelLayer != "redis" {
 		return memlayer.New(0), func() {}, nil
 	}
+	redislayer.RouteClientLogs(log)
 	layer, err := redislayer.New(ctx, redislayer.Config{
 		Hosts: cfg.RedisURL, Prefix: cfg.LayerPrefix, Capacity: cfg.LayerCapacity,
 		Expiry: time.Duration(cfg.LayerExpiry), GroupExpiry: time.Duration(cfg.LayerGroupExpiry),
