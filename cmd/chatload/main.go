@@ -10,6 +10,9 @@
 //	chatload -dsn postgres://postgres@127.0.0.1:5432/loadtest?sslmode=disable \
 //	    -secret "$SECRET_KEY" -url ws://127.0.0.1:8001 -conversations 50 -duration 10s
 //
+// -rate paces each talker (messages per second) to measure latency below
+// saturation.
+//
 // -listen-url sends the listeners to another server (a second sidecar, or
 // Daphne), to measure delivery across processes through the channel layer.
 package main
@@ -46,6 +49,7 @@ func main() {
 	convs := flag.Int("conversations", 20, "conversations, each with a talker and a listener connected")
 	duration := flag.Duration("duration", 10*time.Second, "how long the talkers send")
 	size := flag.Int("size", 32, "bytes of content per message")
+	rate := flag.Float64("rate", 0, "messages per second per talker (0: as fast as replies come back)")
 	flag.Parse()
 	if *dsn == "" || *secret == "" {
 		log.Fatal("chatload: -dsn and -secret (or SECRET_KEY) are required")
@@ -62,7 +66,7 @@ func main() {
 	if err != nil {
 		log.Fatalf("chatload: seed: %v", err)
 	}
-	res, err := load(pairs, *secret, *talkURL, *listenURL, *duration, *size)
+	res, err := load(pairs, *secret, *talkURL, *listenURL, *duration, *size, *rate)
 	if err != nil {
 		log.Fatalf("chatload: %v", err)
 	}
@@ -151,7 +155,7 @@ type frame struct {
 	} `json:"latest_message"`
 }
 
-func load(pairs []pair, secret, talkURL, listenURL string, d time.Duration, size int) (*result, error) {
+func load(pairs []pair, secret, talkURL, listenURL string, d time.Duration, size int, rate float64) (*result, error) {
 	res := &result{}
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
@@ -195,7 +199,20 @@ func load(pairs []pair, secret, talkURL, listenURL string, d time.Duration, size
 		go func() {
 			defer wg.Done()
 			defer func() { time.Sleep(time.Second); lws.Close(); tws.Close() }()
+			var tick <-chan time.Time
+			if rate > 0 {
+				ticker := time.NewTicker(time.Duration(float64(time.Second) / rate))
+				defer ticker.Stop()
+				tick = ticker.C
+			}
 			for ctx.Err() == nil {
+				if tick != nil {
+					select {
+					case <-tick:
+					case <-ctx.Done():
+						return
+					}
+				}
 				msg := fmt.Sprintf(`{"type": "chat_message", "message": "%d %s"}`, time.Now().UnixNano(), pad)
 				if err := tws.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
 					errc <- err
