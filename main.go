@@ -67,12 +67,12 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 	if err != nil {
 		return fmt.Errorf("MEDIA_ROOT: %w", err)
 	}
-	sqldb, err := openPostgres(cfg)
+	sqldb, dialect, err := openDatabase(cfg)
 	if err != nil {
 		return err
 	}
 	defer sqldb.Close()
-	store, err := djangodb.New(sqldb, djangodb.Schema{
+	store, err := djangodb.New(sqldb, dialect, djangodb.Schema{
 		UserTable: cfg.UserTable, ConversationTable: cfg.ConversationTable, MessageTable: cfg.MessageTable,
 		AttachmentTable: cfg.AttachmentTable, BlockTable: cfg.BlockTable, Columns: cfg.DBColumns,
 	})
@@ -166,6 +166,21 @@ func openLayer(ctx context.Context, cfg config.Config, log *slog.Logger) (consum
 		return nil, nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
 	return layer, func() { _ = layer.Close() }, nil
+}
+
+// openDatabase opens Django's database named by DATABASE_URL: an SQLite
+// file (sqlite:///abs/path/db.sqlite3) through djangodb.OpenSQLite, else
+// PostgreSQL.
+func openDatabase(cfg config.Config) (*sql.DB, djangodb.Dialect, error) {
+	if path, ok := djangodb.SQLitePath(cfg.DatabaseURL); ok {
+		db, err := djangodb.OpenSQLite(path, cfg.DBMaxConns)
+		if err != nil {
+			return nil, djangodb.SQLite, fmt.Errorf("DATABASE_URL: %w", err)
+		}
+		return db, djangodb.SQLite, nil
+	}
+	db, err := openPostgres(cfg)
+	return db, djangodb.Postgres, err
 }
 
 // openPostgres opens Django's PostgreSQL database in UTC, as Django sets

@@ -12,13 +12,15 @@ import (
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
+
+	"github.com/chatsidecar/sidecar/djangodb"
 )
 
 // Config is every setting of the sidecar. The `desc` tags are the README's
 // configuration table.
 type Config struct {
 	ListenAddr  string `envconfig:"LISTEN_ADDR" default:":8001" desc:"address the HTTP/WebSocket server listens on"`
-	DatabaseURL string `envconfig:"DATABASE_URL" required:"true" desc:"Django's database: postgres://user:pass@host:5432/name?sslmode=disable"`
+	DatabaseURL string `envconfig:"DATABASE_URL" required:"true" desc:"Django's database: postgres://user:pass@host:5432/name?sslmode=disable or sqlite:///abs/path/db.sqlite3"`
 	DBMaxConns  int    `envconfig:"DB_MAX_CONNS" default:"20" desc:"most open database connections"`
 
 	SecretKey       string  `envconfig:"SECRET_KEY" desc:"Django's SECRET_KEY (the HMAC key when SIMPLE_JWT_SIGNING_KEY is unset)"`
@@ -97,9 +99,12 @@ func Load() (Config, error) {
 
 // Validate checks what envconfig cannot.
 func (c Config) Validate() error {
-	u, err := url.Parse(c.DatabaseURL)
-	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		return errors.New("DATABASE_URL: want postgres://user@host:port/dbname")
+	if path, ok := djangodb.SQLitePath(c.DatabaseURL); ok {
+		if path == "" || strings.ContainsAny(path, "?#") {
+			return errors.New("DATABASE_URL: want sqlite:///abs/path/db.sqlite3 (no '?' or '#' in the path)")
+		}
+	} else if u, err := url.Parse(c.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return errors.New("DATABASE_URL: want postgres://user@host:port/dbname or sqlite:///abs/path/db.sqlite3")
 	}
 	if c.JWTSigningKey == "" && c.SecretKey == "" && strings.HasPrefix(c.JWTAlgorithm, "HS") {
 		return errors.New("SECRET_KEY: required (or SIMPLE_JWT_SIGNING_KEY) to verify HS tokens")

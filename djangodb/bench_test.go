@@ -12,10 +12,16 @@ import (
 )
 
 // BenchmarkSaveText saves text messages from parallel goroutines, spread
-// over several conversations, on a real PostgreSQL.
+// over several conversations, on a real PostgreSQL and a real SQLite file.
 func BenchmarkSaveText(b *testing.B) {
+	for _, be := range testenv.Backends {
+		b.Run(be.Name, func(b *testing.B) { benchSaveText(b, be) })
+	}
+}
+
+func benchSaveText(b *testing.B, be testenv.Backend) {
 	const conversations = 8
-	pg := testenv.Postgres(b)
+	pg := be.New(b)
 	db := newStore(b, pg, djangodb.Schema{})
 	listener := pg.CreateUser(b, "listener@example.com", "", "listener")
 	type target struct {
@@ -43,9 +49,16 @@ func BenchmarkSaveText(b *testing.B) {
 	})
 }
 
-// BenchmarkHistory loads a conversation of 50 messages, one in five a file.
+// BenchmarkHistory loads a conversation of 50 messages, one in five a file,
+// on each backend.
 func BenchmarkHistory(b *testing.B) {
-	p := newPair(b, chat.StatusActive)
+	for _, be := range testenv.Backends {
+		b.Run(be.Name, func(b *testing.B) { benchHistory(b, be) })
+	}
+}
+
+func benchHistory(b *testing.B, be testenv.Backend) {
+	p := newPair(b, be, chat.StatusActive)
 	ctx := context.Background()
 	for i := range 50 {
 		d := djangodb.Draft{ConversationID: p.conv, Sender: p.talker, Content: fmt.Sprintf("message %d", i)}

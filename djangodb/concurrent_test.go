@@ -10,6 +10,7 @@ import (
 
 	"github.com/chatsidecar/sidecar/chat"
 	"github.com/chatsidecar/sidecar/djangodb"
+	"github.com/chatsidecar/sidecar/tests/testenv"
 )
 
 // TestSaveTextConcurrentBlock is layer 2 of the blocking design under load:
@@ -18,102 +19,111 @@ import (
 // it may succeed; every save that reported success is stored, and nothing else is.
 func TestSaveTextConcurrentBlock(t *testing.T) {
 	t.Parallel()
-	const workers, perWorker = 8, 50
-	p := newPair(t, chat.StatusActive)
-	ctx := context.Background()
+	eachBackend(t, func(t *testing.T, be testenv.Backend) {
+		const workers, perWorker, maxPerWorker = 8, 50, 2000
+		p := newPair(t, be, chat.StatusActive)
+		ctx := context.Background()
 
-	var (
-		started        atomic.Int64
-		blockCommitted atomic.Bool
-		blockErr       = make(chan error, 1)
-	)
-	go func() {
-		// Block after a quarter of the saves have started, as the REST
-		// endpoint would: one autocommit INSERT.
-		for started.Load() < workers*perWorker/4 {
-			time.Sleep(50 * time.Microsecond)
-		}
-		_, err := p.pg.DB.Exec(`INSERT INTO listener_listenerblockedtalker (listener_id, talker_id, blocked_at)
-			VALUES ($1, $2, now())`, p.listener.ID, p.talker.ID)
-		blockCommitted.Store(true)
-		blockErr <- err
-	}()
-
-	type result struct {
-		msg        chat.Message
-		err        error
-		afterBlock bool // the save started after the block had committed
-	}
-	results := make(chan result, workers*perWorker)
-	var wg sync.WaitGroup
-	for w := range workers {
-		sender := p.talker
-		if w%2 == 1 {
-			sender = p.listener // blocking stops both participants
-		}
-		wg.Add(1)
+		var (
+			started        atomic.Int64
+			afterCount     atomic.Int64
+			blockCommitted atomic.Bool
+			blockErr       = make(chan error, 1)
+		)
 		go func() {
-			defer wg.Done()
-			for range perWorker {
-				after := blockCommitted.Load()
-				started.Add(1)
-				m, err := p.db.SaveText(ctx, djangodb.Draft{ConversationID: p.conv, Sender: sender, Content: "m"})
-				results <- result{msg: m, err: err, afterBlock: after}
+			// Block after a quarter of the saves have started, as the REST
+			// endpoint would: one autocommit INSERT.
+			for started.Load() < workers*perWorker/4 {
+				time.Sleep(50 * time.Microsecond)
 			}
+			_, err := p.pg.DB.Exec(`INSERT INTO listener_listenerblockedtalker (listener_id, talker_id, blocked_at)
+			VALUES ($1, $2, $3)`, p.listener.ID, p.talker.ID, p.pg.Time(time.Now()))
+			blockCommitted.Store(true)
+			blockErr <- err
 		}()
-	}
-	wg.Wait()
-	close(results)
-	if err := <-blockErr; err != nil {
-		t.Fatalf("insert block row: %v", err)
-	}
 
-	saved := map[int64]bool{}
-	var refused, after int
-	for r := range results {
-		if r.afterBlock {
-			after++
+		type result struct {
+			msg        chat.Message
+			err        error
+			afterBlock bool // the save started after the block had committed
 		}
-		switch {
-		case r.err == nil:
+		results := make(chan result, workers*maxPerWorker)
+		var wg sync.WaitGroup
+		for w := range workers {
+			sender := p.talker
+			if w%2 == 1 {
+				sender = p.listener // blocking stops both participants
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				// At least perWorker saves each, and on until a few start after
+				// the block: on SQLite the block's INSERT waits for a gap between
+				// the sidecar's writes, which a burst like this one leaves rarely.
+				for i := 0; i < perWorker || (i < maxPerWorker && afterCount.Load() < workers); i++ {
+					after := blockCommitted.Load()
+					if after {
+						afterCount.Add(1)
+					}
+					started.Add(1)
+					m, err := p.db.SaveText(ctx, djangodb.Draft{ConversationID: p.conv, Sender: sender, Content: "m"})
+					results <- result{msg: m, err: err, afterBlock: after}
+				}
+			}()
+		}
+		wg.Wait()
+		close(results)
+		if err := <-blockErr; err != nil {
+			t.Fatalf("insert block row: %v", err)
+		}
+
+		saved := map[int64]bool{}
+		var refused, after int
+		for r := range results {
 			if r.afterBlock {
-				t.Errorf("message %d saved by a SaveText that started after the block committed", r.msg.ID)
+				after++
 			}
-			if saved[r.msg.ID] {
-				t.Errorf("message id %d returned twice", r.msg.ID)
+			switch {
+			case r.err == nil:
+				if r.afterBlock {
+					t.Errorf("message %d saved by a SaveText that started after the block committed", r.msg.ID)
+				}
+				if saved[r.msg.ID] {
+					t.Errorf("message id %d returned twice", r.msg.ID)
+				}
+				saved[r.msg.ID] = true
+			case errors.Is(r.err, chat.ErrBlocked):
+				refused++
+			default:
+				t.Errorf("SaveText: %v", r.err)
 			}
-			saved[r.msg.ID] = true
-		case errors.Is(r.err, chat.ErrBlocked):
-			refused++
-		default:
-			t.Errorf("SaveText: %v", r.err)
 		}
-	}
-	t.Logf("%d saved, %d refused, %d started after the block committed", len(saved), refused, after)
-	if len(saved) == 0 || after == 0 {
-		t.Fatalf("the block did not land midway (%d saved, %d started after it): the test exercised nothing", len(saved), after)
-	}
+		t.Logf("%d saved, %d refused, %d started after the block committed", len(saved), refused, after)
+		if len(saved) == 0 || after == 0 {
+			t.Fatalf("the block did not land midway (%d saved, %d started after it): the test exercised nothing", len(saved), after)
+		}
 
-	h, err := p.db.History(ctx, p.conv)
-	if err != nil {
-		t.Fatalf("History: %v", err)
-	}
-	inHistory := map[int64]bool{}
-	for _, m := range h {
-		inHistory[m.ID] = true
-	}
-	for id := range saved {
-		if !inHistory[id] {
-			t.Errorf("saved message %d is not in History", id)
+		h, err := p.db.History(ctx, p.conv)
+		if err != nil {
+			t.Fatalf("History: %v", err)
 		}
-	}
-	if len(h) != len(saved) {
-		t.Errorf("History has %d messages, %d saves succeeded", len(h), len(saved))
-	}
-	if n := countRows(t, p.pg.DB, "chat_message"); n != len(saved) {
-		t.Errorf("chat_message has %d rows, %d saves succeeded", n, len(saved))
-	}
-	if lm := lastMessageAt(t, p.pg.DB, p.conv); !lm.Valid {
-		t.Errorf("last_message_at is NULL after %d saves", len(saved))
-	}
+		inHistory := map[int64]bool{}
+		for _, m := range h {
+			inHistory[m.ID] = true
+		}
+		for id := range saved {
+			if !inHistory[id] {
+				t.Errorf("saved message %d is not in History", id)
+			}
+		}
+		if len(h) != len(saved) {
+			t.Errorf("History has %d messages, %d saves succeeded", len(h), len(saved))
+		}
+		if n := countRows(t, p.pg.DB, "chat_message"); n != len(saved) {
+			t.Errorf("chat_message has %d rows, %d saves succeeded", n, len(saved))
+		}
+		if lm := lastMessageAt(t, p.pg.DB, p.conv); !lm.Valid {
+			t.Errorf("last_message_at is NULL after %d saves", len(saved))
+		}
+	})
 }

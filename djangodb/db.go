@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -24,19 +25,31 @@ var ErrNUL = errors.New("A string literal cannot contain NUL (0x00) characters."
 
 // DB is Django's database, seen through the schema map.
 type DB struct {
-	db *sql.DB
-	q  queries
-	s  Schema
+	db      *sql.DB
+	dialect Dialect
+	q       queries
+	s       Schema
+	// writer holds a token while one of the sidecar's writes runs on
+	// SQLite, where a database has one writer at a time.
+	writer chan struct{}
+	queued atomic.Int64 // writes waiting for writer
 }
 
-// New wraps an open database. The schema is not checked here: call
-// CheckSchema at start-up.
-func New(db *sql.DB, s Schema) (*DB, error) {
+// New wraps an open database of the given dialect (for SQLite, open it
+// with OpenSQLite). The schema is not checked here: call CheckSchema at
+// start-up.
+func New(db *sql.DB, dialect Dialect, s Schema) (*DB, error) {
+	if dialect != Postgres && dialect != SQLite {
+		return nil, fmt.Errorf("djangodb: unknown dialect %v", dialect)
+	}
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	return &DB{db: db, q: buildQueries(s), s: s}, nil
+	return &DB{db: db, dialect: dialect, q: buildQueries(s, dialect), s: s, writer: make(chan struct{}, 1)}, nil
 }
+
+// Dialect is the database engine this DB speaks to.
+func (d *DB) Dialect() Dialect { return d.dialect }
 
 // Ping reports whether the database answers.
 func (d *DB) Ping(ctx context.Context) error {
@@ -103,14 +116,23 @@ type Files interface {
 	Remove(relPath string) error
 }
 
-// SaveText writes a text message and the conversation's last_message_at in
-// one statement, after re-checking the block, existence and status rules.
+// SaveText writes a text message and the conversation's last_message_at
+// after re-checking the block, existence and status rules, all in one
+// statement on PostgreSQL and in one BEGIN IMMEDIATE transaction on SQLite.
 func (d *DB) SaveText(ctx context.Context, m Draft) (chat.Message, error) {
 	if err := checkText(m.Content); err != nil {
 		return chat.Message{}, d.refuseText(ctx, m, err)
 	}
 	now := normTime(m.CreatedAt)
-	id, err := d.insertMessage(ctx, d.db, m, chat.TypeText, now)
+	var id int64
+	err := d.write(ctx, func() (err error) {
+		if d.dialect == Postgres {
+			id, err = d.insertMessage(ctx, d.db, m, chat.TypeText, now)
+			return err
+		}
+		id, err = d.saveTextTx(ctx, m, now)
+		return err
+	})
 	if err != nil {
 		return chat.Message{}, err
 	}
@@ -120,13 +142,42 @@ func (d *DB) SaveText(ctx context.Context, m Draft) (chat.Message, error) {
 	}, nil
 }
 
+// saveTextTx is SaveText on SQLite: one short write transaction.
+func (d *DB) saveTextTx(ctx context.Context, m Draft, now time.Time) (id int64, err error) {
+	tx, err := d.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("save message: begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	if id, err = d.insertChecked(ctx, tx, m, chat.TypeText, now); err != nil {
+		return 0, err
+	}
+	if err = tx.Commit(); err != nil {
+		return 0, fmt.Errorf("save message: commit: %w", err)
+	}
+	return id, nil
+}
+
 // SaveFile writes a file message, its bytes and its attachment row in one
 // transaction. The file is removed when the transaction fails.
-func (d *DB) SaveFile(ctx context.Context, m Draft, f FileDraft, files Files) (msg chat.Message, err error) {
+func (d *DB) SaveFile(ctx context.Context, m Draft, f FileDraft, files Files) (chat.Message, error) {
 	if err := checkText(m.Content, f.Filename); err != nil {
 		return chat.Message{}, d.refuseText(ctx, m, err)
 	}
 	now := normTime(m.CreatedAt)
+	var msg chat.Message
+	err := d.write(ctx, func() (err error) {
+		msg, err = d.saveFileTx(ctx, m, f, files, now)
+		return err
+	})
+	return msg, err
+}
+
+func (d *DB) saveFileTx(ctx context.Context, m Draft, f FileDraft, files Files, now time.Time) (msg chat.Message, err error) {
 	tx, err := d.db.BeginTx(ctx, nil)
 	if err != nil {
 		return chat.Message{}, fmt.Errorf("save file message: begin: %w", err)
@@ -142,7 +193,7 @@ func (d *DB) SaveFile(ctx context.Context, m Draft, f FileDraft, files Files) (m
 			_ = files.Remove(written)
 		}
 	}()
-	id, err := d.insertMessage(ctx, tx, m, chat.TypeFile, now)
+	id, err := d.insertChecked(ctx, tx, m, chat.TypeFile, now)
 	if err != nil {
 		return chat.Message{}, err
 	}
@@ -151,7 +202,7 @@ func (d *DB) SaveFile(ctx context.Context, m Draft, f FileDraft, files Files) (m
 		return chat.Message{}, fmt.Errorf("save file message: store file: %w", err)
 	}
 	att := &chat.Attachment{File: written, Filename: f.Filename, FileSize: int64(len(f.Data)), FileType: f.FileType}
-	if err = tx.QueryRowContext(ctx, d.q.insertFile, id, att.File, att.Filename, att.FileSize, att.FileType, now).Scan(&att.ID); err != nil {
+	if err = tx.QueryRowContext(ctx, d.q.insertFile, id, att.File, att.Filename, att.FileSize, att.FileType, d.timeArg(now)).Scan(&att.ID); err != nil {
 		return chat.Message{}, fmt.Errorf("save file message: insert attachment: %w", err)
 	}
 	if err = tx.Commit(); err != nil {
@@ -165,6 +216,40 @@ func (d *DB) SaveFile(ctx context.Context, m Draft, f FileDraft, files Files) (m
 
 type queryRower interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// insertChecked inserts a message inside tx under the block, existence and
+// status rules, and sets last_message_at. On PostgreSQL that is the one
+// checked statement; on SQLite, which has no data-modifying CTEs, it is the
+// same steps one by one inside the transaction, which BEGIN IMMEDIATE
+// started with the write lock held, so nothing can change in between.
+func (d *DB) insertChecked(ctx context.Context, tx *sql.Tx, m Draft, typ string, now time.Time) (int64, error) {
+	if d.dialect == Postgres {
+		return d.insertMessage(ctx, tx, m, typ, now)
+	}
+	conv := chat.Conversation{ID: m.ConversationID}
+	var blocked bool
+	err := tx.QueryRowContext(ctx, d.q.sendState, m.ConversationID).Scan(&conv.TalkerID, &conv.Status, &blocked)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return 0, chat.ErrConversationGone
+	case err != nil:
+		return 0, fmt.Errorf("insert message into conversation %d: %w", m.ConversationID, err)
+	case blocked:
+		return 0, chat.ErrBlocked
+	}
+	if err := conv.CanSend(m.Sender.ID); err != nil {
+		return 0, err
+	}
+	at := d.timeArg(now)
+	var id int64
+	if err := tx.QueryRowContext(ctx, d.q.insertRow, m.ConversationID, m.Sender.ID, m.Content, typ, at).Scan(&id); err != nil {
+		return 0, fmt.Errorf("insert message into conversation %d: %w", m.ConversationID, err)
+	}
+	if _, err := tx.ExecContext(ctx, d.q.touch, m.ConversationID, at); err != nil {
+		return 0, fmt.Errorf("insert message into conversation %d: set last_message_at: %w", m.ConversationID, err)
+	}
+	return id, nil
 }
 
 // insertMessage runs the checked insert and maps its outcome to the
@@ -206,15 +291,19 @@ func (d *DB) History(ctx context.Context, conversationID int64) ([]chat.Message,
 	for rows.Next() {
 		m := chat.Message{ConversationID: conversationID}
 		var (
+			createdAt                 Timestamp
 			attID, attSize            sql.NullInt64
 			attFile, attName, attType sql.NullString
 		)
-		if err := rows.Scan(&m.ID, &m.Content, &m.MessageType, &m.CreatedAt, &m.IsRead,
+		if err := rows.Scan(&m.ID, &m.Content, &m.MessageType, &createdAt, &m.IsRead,
 			&m.Sender.ID, &m.Sender.Email, &m.Sender.FullName, &m.Sender.UserType,
 			&attID, &attFile, &attName, &attSize, &attType); err != nil {
 			return nil, fmt.Errorf("load history of conversation %d: %w", conversationID, err)
 		}
-		m.CreatedAt = m.CreatedAt.UTC()
+		if !createdAt.Valid {
+			return nil, fmt.Errorf("load history of conversation %d: message %d has no created_at", conversationID, m.ID)
+		}
+		m.CreatedAt = createdAt.Time
 		if attID.Valid {
 			m.Attachment = &chat.Attachment{
 				ID: attID.Int64, File: attFile.String, Filename: attName.String,
@@ -232,7 +321,11 @@ func (d *DB) History(ctx context.Context, conversationID int64) ([]chat.Message,
 // MarkRead marks as read every unread message of the conversation not sent
 // by the reader, and returns how many rows changed.
 func (d *DB) MarkRead(ctx context.Context, conversationID, readerID int64) (int64, error) {
-	res, err := d.db.ExecContext(ctx, d.q.markRead, conversationID, readerID)
+	var res sql.Result
+	err := d.write(ctx, func() (err error) {
+		res, err = d.db.ExecContext(ctx, d.q.markRead, conversationID, readerID)
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("mark conversation %d read: %w", conversationID, err)
 	}

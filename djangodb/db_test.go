@@ -31,16 +31,16 @@ type pair struct {
 
 func newStore(t testing.TB, pg *testenv.Database, s djangodb.Schema) *djangodb.DB {
 	t.Helper()
-	db, err := djangodb.New(pg.DB, s)
+	db, err := djangodb.New(pg.DB, pg.Dialect, s)
 	if err != nil {
 		t.Fatalf("djangodb.New: %v", err)
 	}
 	return db
 }
 
-func newPair(t testing.TB, status string) *pair {
+func newPair(t testing.TB, be testenv.Backend, status string) *pair {
 	t.Helper()
-	pg := testenv.Postgres(t)
+	pg := be.New(t)
 	return newPairIn(t, pg, newStore(t, pg, djangodb.Schema{}), status)
 }
 
@@ -53,6 +53,17 @@ func newPairIn(t testing.TB, pg *testenv.Database, db *djangodb.DB, status strin
 	p.talker.ID = pg.CreateUser(t, p.talker.Email, p.talker.FullName, p.talker.UserType)
 	p.conv = pg.CreateConversation(t, p.listener.ID, p.talker.ID, status)
 	return p
+}
+
+// eachBackend runs f as a parallel subtest on each database engine.
+func eachBackend(t *testing.T, f func(t *testing.T, be testenv.Backend)) {
+	t.Helper()
+	for _, be := range testenv.Backends {
+		t.Run(be.Name, func(t *testing.T) {
+			t.Parallel()
+			f(t, be)
+		})
+	}
 }
 
 // messageRow is a chat_message row as stored.
@@ -74,9 +85,11 @@ func messageRows(t testing.TB, sqldb *sql.DB, table string) []messageRow {
 	var out []messageRow
 	for rows.Next() {
 		var r messageRow
-		if err := rows.Scan(&r.id, &r.conv, &r.sender, &r.content, &r.typ, &r.isRead, &r.createdAt); err != nil {
+		var createdAt djangodb.Timestamp
+		if err := rows.Scan(&r.id, &r.conv, &r.sender, &r.content, &r.typ, &r.isRead, &createdAt); err != nil {
 			t.Fatalf("read %s: %v", table, err)
 		}
+		r.createdAt = createdAt.Time
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
@@ -94,9 +107,9 @@ func countRows(t testing.TB, sqldb *sql.DB, table string) int {
 	return n
 }
 
-func lastMessageAt(t testing.TB, sqldb *sql.DB, conv int64) sql.NullTime {
+func lastMessageAt(t testing.TB, sqldb *sql.DB, conv int64) djangodb.Timestamp {
 	t.Helper()
-	var v sql.NullTime
+	var v djangodb.Timestamp
 	if err := sqldb.QueryRow(`SELECT last_message_at FROM chat_conversation WHERE id = $1`, conv).Scan(&v); err != nil {
 		t.Fatalf("read last_message_at of %d: %v", conv, err)
 	}
@@ -111,159 +124,169 @@ func at(sec int) time.Time {
 
 func TestUser(t *testing.T) {
 	t.Parallel()
-	p := newPair(t, chat.StatusActive)
-	ctx := context.Background()
+	eachBackend(t, func(t *testing.T, be testenv.Backend) {
+		p := newPair(t, be, chat.StatusActive)
+		ctx := context.Background()
 
-	got, err := p.db.User(ctx, p.talker.ID)
-	if err != nil {
-		t.Fatalf("User(talker): %v", err)
-	}
-	if got != p.talker {
-		t.Errorf("User(talker) = %+v, want %+v", got, p.talker)
-	}
-	got, err = p.db.User(ctx, p.listener.ID)
-	if err != nil {
-		t.Fatalf("User(listener): %v", err)
-	}
-	if got != p.listener {
-		t.Errorf("User(listener) = %+v, want %+v", got, p.listener)
-	}
+		got, err := p.db.User(ctx, p.talker.ID)
+		if err != nil {
+			t.Fatalf("User(talker): %v", err)
+		}
+		if got != p.talker {
+			t.Errorf("User(talker) = %+v, want %+v", got, p.talker)
+		}
+		got, err = p.db.User(ctx, p.listener.ID)
+		if err != nil {
+			t.Fatalf("User(listener): %v", err)
+		}
+		if got != p.listener {
+			t.Errorf("User(listener) = %+v, want %+v", got, p.listener)
+		}
 
-	p.pg.SetUserActive(t, p.talker.ID, false)
-	got, err = p.db.User(ctx, p.talker.ID)
-	if err != nil {
-		t.Fatalf("User(inactive talker): %v", err)
-	}
-	if got.IsActive {
-		t.Errorf("User(inactive talker).IsActive = true")
-	}
+		p.pg.SetUserActive(t, p.talker.ID, false)
+		got, err = p.db.User(ctx, p.talker.ID)
+		if err != nil {
+			t.Fatalf("User(inactive talker): %v", err)
+		}
+		if got.IsActive {
+			t.Errorf("User(inactive talker).IsActive = true")
+		}
 
-	if _, err := p.db.User(ctx, p.talker.ID+1000); !errors.Is(err, djangodb.ErrUserNotFound) {
-		t.Errorf("User(missing) error = %v, want ErrUserNotFound", err)
-	}
+		if _, err := p.db.User(ctx, p.talker.ID+1000); !errors.Is(err, djangodb.ErrUserNotFound) {
+			t.Errorf("User(missing) error = %v, want ErrUserNotFound", err)
+		}
+	})
 }
 
 func TestConversation(t *testing.T) {
 	t.Parallel()
-	p := newPair(t, chat.StatusPending)
-	ctx := context.Background()
-	want := chat.Conversation{ID: p.conv, ListenerID: p.listener.ID, TalkerID: p.talker.ID, Status: chat.StatusPending}
+	eachBackend(t, func(t *testing.T, be testenv.Backend) {
+		p := newPair(t, be, chat.StatusPending)
+		ctx := context.Background()
+		want := chat.Conversation{ID: p.conv, ListenerID: p.listener.ID, TalkerID: p.talker.ID, Status: chat.StatusPending}
 
-	c, blocked, err := p.db.Conversation(ctx, p.conv)
-	if err != nil || c != want || blocked {
-		t.Fatalf("Conversation = %+v, %v, %v; want %+v, false, nil", c, blocked, err, want)
-	}
+		c, blocked, err := p.db.Conversation(ctx, p.conv)
+		if err != nil || c != want || blocked {
+			t.Fatalf("Conversation = %+v, %v, %v; want %+v, false, nil", c, blocked, err, want)
+		}
 
-	// A block of another pair does not count.
-	other := p.pg.CreateUser(t, "other@example.com", "", "talker")
-	p.pg.Block(t, p.listener.ID, other)
-	p.pg.Block(t, other, p.talker.ID)
-	if _, blocked, err := p.db.Conversation(ctx, p.conv); err != nil || blocked {
-		t.Fatalf("Conversation with other pairs blocked = %v, %v; want false, nil", blocked, err)
-	}
+		// A block of another pair does not count.
+		other := p.pg.CreateUser(t, "other@example.com", "", "talker")
+		p.pg.Block(t, p.listener.ID, other)
+		p.pg.Block(t, other, p.talker.ID)
+		if _, blocked, err := p.db.Conversation(ctx, p.conv); err != nil || blocked {
+			t.Fatalf("Conversation with other pairs blocked = %v, %v; want false, nil", blocked, err)
+		}
 
-	p.pg.Block(t, p.listener.ID, p.talker.ID)
-	c, blocked, err = p.db.Conversation(ctx, p.conv)
-	if err != nil || c != want || !blocked {
-		t.Fatalf("Conversation after block = %+v, %v, %v; want %+v, true, nil", c, blocked, err, want)
-	}
+		p.pg.Block(t, p.listener.ID, p.talker.ID)
+		c, blocked, err = p.db.Conversation(ctx, p.conv)
+		if err != nil || c != want || !blocked {
+			t.Fatalf("Conversation after block = %+v, %v, %v; want %+v, true, nil", c, blocked, err, want)
+		}
 
-	p.pg.Unblock(t, p.listener.ID, p.talker.ID)
-	if _, blocked, err := p.db.Conversation(ctx, p.conv); err != nil || blocked {
-		t.Fatalf("Conversation after unblock blocked = %v, %v; want false, nil", blocked, err)
-	}
+		p.pg.Unblock(t, p.listener.ID, p.talker.ID)
+		if _, blocked, err := p.db.Conversation(ctx, p.conv); err != nil || blocked {
+			t.Fatalf("Conversation after unblock blocked = %v, %v; want false, nil", blocked, err)
+		}
 
-	if _, _, err := p.db.Conversation(ctx, p.conv+1000); !errors.Is(err, chat.ErrConversationGone) {
-		t.Errorf("Conversation(missing) error = %v, want chat.ErrConversationGone", err)
-	}
+		if _, _, err := p.db.Conversation(ctx, p.conv+1000); !errors.Is(err, chat.ErrConversationGone) {
+			t.Errorf("Conversation(missing) error = %v, want chat.ErrConversationGone", err)
+		}
+	})
 }
 
 func TestIsBlocked(t *testing.T) {
 	t.Parallel()
-	p := newPair(t, chat.StatusActive)
-	ctx := context.Background()
-	check := func(l, tk int64, want bool) {
-		t.Helper()
-		got, err := p.db.IsBlocked(ctx, l, tk)
-		if err != nil || got != want {
-			t.Errorf("IsBlocked(%d, %d) = %v, %v; want %v, nil", l, tk, got, err, want)
+	eachBackend(t, func(t *testing.T, be testenv.Backend) {
+		p := newPair(t, be, chat.StatusActive)
+		ctx := context.Background()
+		check := func(l, tk int64, want bool) {
+			t.Helper()
+			got, err := p.db.IsBlocked(ctx, l, tk)
+			if err != nil || got != want {
+				t.Errorf("IsBlocked(%d, %d) = %v, %v; want %v, nil", l, tk, got, err, want)
+			}
 		}
-	}
-	check(p.listener.ID, p.talker.ID, false)
-	p.pg.Block(t, p.listener.ID, p.talker.ID)
-	check(p.listener.ID, p.talker.ID, true)
-	check(p.talker.ID, p.listener.ID, false) // the row is (listener, talker), not the reverse
-	p.pg.Unblock(t, p.listener.ID, p.talker.ID)
-	check(p.listener.ID, p.talker.ID, false)
+		check(p.listener.ID, p.talker.ID, false)
+		p.pg.Block(t, p.listener.ID, p.talker.ID)
+		check(p.listener.ID, p.talker.ID, true)
+		check(p.talker.ID, p.listener.ID, false) // the row is (listener, talker), not the reverse
+		p.pg.Unblock(t, p.listener.ID, p.talker.ID)
+		check(p.listener.ID, p.talker.ID, false)
+	})
 }
 
 func TestSaveText(t *testing.T) {
 	t.Parallel()
-	p := newPair(t, chat.StatusActive)
-	ctx := context.Background()
+	eachBackend(t, func(t *testing.T, be testenv.Backend) {
+		p := newPair(t, be, chat.StatusActive)
+		ctx := context.Background()
 
-	msg, err := p.db.SaveText(ctx, djangodb.Draft{ConversationID: p.conv, Sender: p.talker, Content: "Hello", CreatedAt: at(0)})
-	if err != nil {
-		t.Fatalf("SaveText: %v", err)
-	}
-	wantAt := time.Date(2026, 1, 14, 10, 0, 0, 123456000, time.UTC)
-	if !msg.CreatedAt.Equal(wantAt) || msg.CreatedAt.Location() != time.UTC {
-		t.Errorf("CreatedAt = %v, want %v (UTC, microseconds)", msg.CreatedAt, wantAt)
-	}
-	if msg.ID == 0 || msg.ConversationID != p.conv || msg.Sender != p.talker || msg.Content != "Hello" ||
-		msg.MessageType != chat.TypeText || msg.IsRead || msg.Attachment != nil {
-		t.Errorf("SaveText = %+v", msg)
-	}
+		msg, err := p.db.SaveText(ctx, djangodb.Draft{ConversationID: p.conv, Sender: p.talker, Content: "Hello", CreatedAt: at(0)})
+		if err != nil {
+			t.Fatalf("SaveText: %v", err)
+		}
+		wantAt := time.Date(2026, 1, 14, 10, 0, 0, 123456000, time.UTC)
+		if !msg.CreatedAt.Equal(wantAt) || msg.CreatedAt.Location() != time.UTC {
+			t.Errorf("CreatedAt = %v, want %v (UTC, microseconds)", msg.CreatedAt, wantAt)
+		}
+		if msg.ID == 0 || msg.ConversationID != p.conv || msg.Sender != p.talker || msg.Content != "Hello" ||
+			msg.MessageType != chat.TypeText || msg.IsRead || msg.Attachment != nil {
+			t.Errorf("SaveText = %+v", msg)
+		}
 
-	rows := messageRows(t, p.pg.DB, "chat_message")
-	if len(rows) != 1 {
-		t.Fatalf("%d rows in chat_message, want 1", len(rows))
-	}
-	want := messageRow{id: msg.ID, conv: p.conv, sender: p.talker.ID, content: "Hello", typ: "text", isRead: false, createdAt: wantAt}
-	got := rows[0]
-	if !got.createdAt.Equal(want.createdAt) {
-		t.Errorf("created_at = %v, want %v", got.createdAt, want.createdAt)
-	}
-	got.createdAt = want.createdAt
-	if got != want {
-		t.Errorf("row = %+v, want %+v", got, want)
-	}
-	if lm := lastMessageAt(t, p.pg.DB, p.conv); !lm.Valid || !lm.Time.Equal(wantAt) {
-		t.Errorf("last_message_at = %v, want %v", lm, wantAt)
-	}
+		rows := messageRows(t, p.pg.DB, "chat_message")
+		if len(rows) != 1 {
+			t.Fatalf("%d rows in chat_message, want 1", len(rows))
+		}
+		want := messageRow{id: msg.ID, conv: p.conv, sender: p.talker.ID, content: "Hello", typ: "text", isRead: false, createdAt: wantAt}
+		got := rows[0]
+		if !got.createdAt.Equal(want.createdAt) {
+			t.Errorf("created_at = %v, want %v", got.createdAt, want.createdAt)
+		}
+		got.createdAt = want.createdAt
+		if got != want {
+			t.Errorf("row = %+v, want %+v", got, want)
+		}
+		if lm := lastMessageAt(t, p.pg.DB, p.conv); !lm.Valid || !lm.Time.Equal(wantAt) {
+			t.Errorf("last_message_at = %v, want %v", lm, wantAt)
+		}
 
-	// Content may be empty at this layer; a zero CreatedAt means now.
-	before := time.Now().Add(-time.Second)
-	msg2, err := p.db.SaveText(ctx, djangodb.Draft{ConversationID: p.conv, Sender: p.listener, Content: "héllo ✓"})
-	if err != nil {
-		t.Fatalf("SaveText(now): %v", err)
-	}
-	if msg2.CreatedAt.Before(before) || msg2.CreatedAt.After(time.Now().Add(time.Second)) ||
-		msg2.CreatedAt.Nanosecond()%1000 != 0 || msg2.CreatedAt.Location() != time.UTC {
-		t.Errorf("CreatedAt of zero draft time = %v", msg2.CreatedAt)
-	}
-	rows = messageRows(t, p.pg.DB, "chat_message")
-	if len(rows) != 2 || !rows[1].createdAt.Equal(msg2.CreatedAt) || rows[1].content != "héllo ✓" || rows[1].sender != p.listener.ID {
-		t.Errorf("rows after second save = %+v", rows)
-	}
-	if lm := lastMessageAt(t, p.pg.DB, p.conv); !lm.Time.Equal(msg2.CreatedAt) {
-		t.Errorf("last_message_at = %v, want %v", lm, msg2.CreatedAt)
-	}
+		// Content may be empty at this layer; a zero CreatedAt means now.
+		before := time.Now().Add(-time.Second)
+		msg2, err := p.db.SaveText(ctx, djangodb.Draft{ConversationID: p.conv, Sender: p.listener, Content: "héllo ✓"})
+		if err != nil {
+			t.Fatalf("SaveText(now): %v", err)
+		}
+		if msg2.CreatedAt.Before(before) || msg2.CreatedAt.After(time.Now().Add(time.Second)) ||
+			msg2.CreatedAt.Nanosecond()%1000 != 0 || msg2.CreatedAt.Location() != time.UTC {
+			t.Errorf("CreatedAt of zero draft time = %v", msg2.CreatedAt)
+		}
+		rows = messageRows(t, p.pg.DB, "chat_message")
+		if len(rows) != 2 || !rows[1].createdAt.Equal(msg2.CreatedAt) || rows[1].content != "héllo ✓" || rows[1].sender != p.listener.ID {
+			t.Errorf("rows after second save = %+v", rows)
+		}
+		if lm := lastMessageAt(t, p.pg.DB, p.conv); !lm.Time.Equal(msg2.CreatedAt) {
+			t.Errorf("last_message_at = %v, want %v", lm, msg2.CreatedAt)
+		}
+	})
 }
 
 func TestSaveTextPendingTalker(t *testing.T) {
 	t.Parallel()
-	p := newPair(t, chat.StatusPending)
-	msg, err := p.db.SaveText(context.Background(), djangodb.Draft{ConversationID: p.conv, Sender: p.talker, Content: "hi", CreatedAt: at(0)})
-	if err != nil {
-		t.Fatalf("SaveText(pending, talker): %v", err)
-	}
-	if n := countRows(t, p.pg.DB, "chat_message"); n != 1 {
-		t.Errorf("%d rows, want 1", n)
-	}
-	if lm := lastMessageAt(t, p.pg.DB, p.conv); !lm.Time.Equal(msg.CreatedAt) {
-		t.Errorf("last_message_at = %v, want %v", lm, msg.CreatedAt)
-	}
+	eachBackend(t, func(t *testing.T, be testenv.Backend) {
+		p := newPair(t, be, chat.StatusPending)
+		msg, err := p.db.SaveText(context.Background(), djangodb.Draft{ConversationID: p.conv, Sender: p.talker, Content: "hi", CreatedAt: at(0)})
+		if err != nil {
+			t.Fatalf("SaveText(pending, talker): %v", err)
+		}
+		if n := countRows(t, p.pg.DB, "chat_message"); n != 1 {
+			t.Errorf("%d rows, want 1", n)
+		}
+		if lm := lastMessageAt(t, p.pg.DB, p.conv); !lm.Time.Equal(msg.CreatedAt) {
+			t.Errorf("last_message_at = %v, want %v", lm, msg.CreatedAt)
+		}
+	})
 }
 
 // TestSaveRefused: every refusal writes nothing and leaves last_message_at
@@ -271,102 +294,104 @@ func TestSaveTextPendingTalker(t *testing.T) {
 // gone/blocked/status, as with Django, whose checks come before the INSERT.
 func TestSaveRefused(t *testing.T) {
 	t.Parallel()
-	type setup func(t *testing.T, p *pair) (conv int64, sender chat.User)
-	active := func(t *testing.T, p *pair) (int64, chat.User) { return p.conv, p.talker }
-	gone := func(t *testing.T, p *pair) (int64, chat.User) { return p.conv + 1000, p.talker }
-	blocked := func(t *testing.T, p *pair) (int64, chat.User) {
-		// Loaded unblocked (as when the connection was opened), then blocked.
-		if _, b, err := p.db.Conversation(context.Background(), p.conv); err != nil || b {
-			t.Fatalf("Conversation before block: %v, %v", b, err)
-		}
-		p.pg.Block(t, p.listener.ID, p.talker.ID)
-		return p.conv, p.talker
-	}
-	status := func(s string) setup {
-		return func(t *testing.T, p *pair) (int64, chat.User) {
-			p.pg.SetConversationStatus(t, p.conv, s)
+	eachBackend(t, func(t *testing.T, be testenv.Backend) {
+		type setup func(t *testing.T, p *pair) (conv int64, sender chat.User)
+		active := func(t *testing.T, p *pair) (int64, chat.User) { return p.conv, p.talker }
+		gone := func(t *testing.T, p *pair) (int64, chat.User) { return p.conv + 1000, p.talker }
+		blocked := func(t *testing.T, p *pair) (int64, chat.User) {
+			// Loaded unblocked (as when the connection was opened), then blocked.
+			if _, b, err := p.db.Conversation(context.Background(), p.conv); err != nil || b {
+				t.Fatalf("Conversation before block: %v, %v", b, err)
+			}
+			p.pg.Block(t, p.listener.ID, p.talker.ID)
 			return p.conv, p.talker
 		}
-	}
-	pendingListener := func(t *testing.T, p *pair) (int64, chat.User) {
-		p.pg.SetConversationStatus(t, p.conv, chat.StatusPending)
-		return p.conv, p.listener
-	}
-	isStatus := func(want string) func(error) bool {
-		return func(err error) bool {
-			var se *chat.StatusError
-			return errors.As(err, &se) && se.Status == want
-		}
-	}
-	is := func(target error) func(error) bool { return func(err error) bool { return errors.Is(err, target) } }
-	notUTF8 := func(err error) bool {
-		return err != nil && strings.Contains(err.Error(), "UTF-8") && !errors.Is(err, djangodb.ErrNUL)
-	}
-
-	cases := []struct {
-		name     string
-		setup    setup
-		content  string
-		filename string
-		ok       func(error) bool
-	}{
-		{"gone", gone, "hi", "a.txt", is(chat.ErrConversationGone)},
-		{"blocked", blocked, "hi", "a.txt", is(chat.ErrBlocked)},
-		{"rejected", status(chat.StatusRejected), "hi", "a.txt", isStatus(chat.StatusRejected)},
-		{"closed", status(chat.StatusClosed), "hi", "a.txt", isStatus(chat.StatusClosed)},
-		{"pending listener", pendingListener, "hi", "a.txt", is(chat.ErrNotTalker)},
-		{"NUL", active, "a\x00b", "a.txt", is(djangodb.ErrNUL)},
-		{"NUL in filename", active, "hi", "a\x00.txt", is(djangodb.ErrNUL)},
-		{"invalid UTF-8", active, "a\xffb", "a.txt", notUTF8},
-		{"NUL gone", gone, "a\x00b", "a\x00.txt", is(chat.ErrConversationGone)},
-		{"NUL blocked", blocked, "a\x00b", "a\x00.txt", is(chat.ErrBlocked)},
-		{"NUL closed", status(chat.StatusClosed), "a\x00b", "a.txt", isStatus(chat.StatusClosed)},
-		{"NUL pending listener", pendingListener, "\x00", "a.txt", is(chat.ErrNotTalker)},
-	}
-	for _, tc := range cases {
-		for _, kind := range []string{"text", "file"} {
-			if kind == "text" && tc.filename != "a.txt" {
-				continue // the filename only matters to files
+		status := func(s string) setup {
+			return func(t *testing.T, p *pair) (int64, chat.User) {
+				p.pg.SetConversationStatus(t, p.conv, s)
+				return p.conv, p.talker
 			}
-			t.Run(tc.name+"/"+kind, func(t *testing.T) {
-				t.Parallel()
-				p := newPair(t, chat.StatusActive)
-				ctx := context.Background()
-				// An earlier message sets last_message_at, which must survive.
-				first, err := p.db.SaveText(ctx, djangodb.Draft{ConversationID: p.conv, Sender: p.talker, Content: "first", CreatedAt: at(0)})
-				if err != nil {
-					t.Fatalf("first SaveText: %v", err)
-				}
-				conv, sender := tc.setup(t, p)
-				d := djangodb.Draft{ConversationID: conv, Sender: sender, Content: tc.content, CreatedAt: at(30)}
-				files := &fakeFiles{}
-				var msg chat.Message
-				if kind == "text" {
-					msg, err = p.db.SaveText(ctx, d)
-				} else {
-					msg, err = p.db.SaveFile(ctx, d, djangodb.FileDraft{Name: "a.txt", Filename: tc.filename, Data: []byte("data"), FileType: "text/plain"}, files)
-				}
-				if !tc.ok(err) {
-					t.Fatalf("error = %v (%T)", err, err)
-				}
-				if msg.ID != 0 {
-					t.Errorf("refused save returned message %+v", msg)
-				}
-				if n := countRows(t, p.pg.DB, "chat_message"); n != 1 {
-					t.Errorf("%d rows in chat_message, want 1 (nothing written)", n)
-				}
-				if n := countRows(t, p.pg.DB, "chat_fileattachment"); n != 0 {
-					t.Errorf("%d rows in chat_fileattachment, want 0", n)
-				}
-				if lm := lastMessageAt(t, p.pg.DB, p.conv); !lm.Valid || !lm.Time.Equal(first.CreatedAt) {
-					t.Errorf("last_message_at = %v, want %v (untouched)", lm, first.CreatedAt)
-				}
-				if len(files.saved) != 0 || len(files.removed) != 0 {
-					t.Errorf("files: saved %v, removed %v; want nothing written", files.saved, files.removed)
-				}
-			})
 		}
-	}
+		pendingListener := func(t *testing.T, p *pair) (int64, chat.User) {
+			p.pg.SetConversationStatus(t, p.conv, chat.StatusPending)
+			return p.conv, p.listener
+		}
+		isStatus := func(want string) func(error) bool {
+			return func(err error) bool {
+				var se *chat.StatusError
+				return errors.As(err, &se) && se.Status == want
+			}
+		}
+		is := func(target error) func(error) bool { return func(err error) bool { return errors.Is(err, target) } }
+		notUTF8 := func(err error) bool {
+			return err != nil && strings.Contains(err.Error(), "UTF-8") && !errors.Is(err, djangodb.ErrNUL)
+		}
+
+		cases := []struct {
+			name     string
+			setup    setup
+			content  string
+			filename string
+			ok       func(error) bool
+		}{
+			{"gone", gone, "hi", "a.txt", is(chat.ErrConversationGone)},
+			{"blocked", blocked, "hi", "a.txt", is(chat.ErrBlocked)},
+			{"rejected", status(chat.StatusRejected), "hi", "a.txt", isStatus(chat.StatusRejected)},
+			{"closed", status(chat.StatusClosed), "hi", "a.txt", isStatus(chat.StatusClosed)},
+			{"pending listener", pendingListener, "hi", "a.txt", is(chat.ErrNotTalker)},
+			{"NUL", active, "a\x00b", "a.txt", is(djangodb.ErrNUL)},
+			{"NUL in filename", active, "hi", "a\x00.txt", is(djangodb.ErrNUL)},
+			{"invalid UTF-8", active, "a\xffb", "a.txt", notUTF8},
+			{"NUL gone", gone, "a\x00b", "a\x00.txt", is(chat.ErrConversationGone)},
+			{"NUL blocked", blocked, "a\x00b", "a\x00.txt", is(chat.ErrBlocked)},
+			{"NUL closed", status(chat.StatusClosed), "a\x00b", "a.txt", isStatus(chat.StatusClosed)},
+			{"NUL pending listener", pendingListener, "\x00", "a.txt", is(chat.ErrNotTalker)},
+		}
+		for _, tc := range cases {
+			for _, kind := range []string{"text", "file"} {
+				if kind == "text" && tc.filename != "a.txt" {
+					continue // the filename only matters to files
+				}
+				t.Run(tc.name+"/"+kind, func(t *testing.T) {
+					t.Parallel()
+					p := newPair(t, be, chat.StatusActive)
+					ctx := context.Background()
+					// An earlier message sets last_message_at, which must survive.
+					first, err := p.db.SaveText(ctx, djangodb.Draft{ConversationID: p.conv, Sender: p.talker, Content: "first", CreatedAt: at(0)})
+					if err != nil {
+						t.Fatalf("first SaveText: %v", err)
+					}
+					conv, sender := tc.setup(t, p)
+					d := djangodb.Draft{ConversationID: conv, Sender: sender, Content: tc.content, CreatedAt: at(30)}
+					files := &fakeFiles{}
+					var msg chat.Message
+					if kind == "text" {
+						msg, err = p.db.SaveText(ctx, d)
+					} else {
+						msg, err = p.db.SaveFile(ctx, d, djangodb.FileDraft{Name: "a.txt", Filename: tc.filename, Data: []byte("data"), FileType: "text/plain"}, files)
+					}
+					if !tc.ok(err) {
+						t.Fatalf("error = %v (%T)", err, err)
+					}
+					if msg.ID != 0 {
+						t.Errorf("refused save returned message %+v", msg)
+					}
+					if n := countRows(t, p.pg.DB, "chat_message"); n != 1 {
+						t.Errorf("%d rows in chat_message, want 1 (nothing written)", n)
+					}
+					if n := countRows(t, p.pg.DB, "chat_fileattachment"); n != 0 {
+						t.Errorf("%d rows in chat_fileattachment, want 0", n)
+					}
+					if lm := lastMessageAt(t, p.pg.DB, p.conv); !lm.Valid || !lm.Time.Equal(first.CreatedAt) {
+						t.Errorf("last_message_at = %v, want %v (untouched)", lm, first.CreatedAt)
+					}
+					if len(files.saved) != 0 || len(files.removed) != 0 {
+						t.Errorf("files: saved %v, removed %v; want nothing written", files.saved, files.removed)
+					}
+				})
+			}
+		}
+	})
 }
 
 // fakeFiles records what a save stores and removes.
@@ -434,9 +459,11 @@ func attachmentRows(t testing.TB, sqldb *sql.DB) []attachmentRow {
 	var out []attachmentRow
 	for rows.Next() {
 		var r attachmentRow
-		if err := rows.Scan(&r.id, &r.message, &r.size, &r.file, &r.name, &r.ftype, &r.uploadedAt); err != nil {
+		var uploadedAt djangodb.Timestamp
+		if err := rows.Scan(&r.id, &r.message, &r.size, &r.file, &r.name, &r.ftype, &uploadedAt); err != nil {
 			t.Fatalf("read chat_fileattachment: %v", err)
 		}
+		r.uploadedAt = uploadedAt.Time
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
@@ -447,247 +474,293 @@ func attachmentRows(t testing.TB, sqldb *sql.DB) []attachmentRow {
 
 func TestSaveFile(t *testing.T) {
 	t.Parallel()
-	p := newPair(t, chat.StatusActive)
-	ctx := context.Background()
-	files := &fakeFiles{}
-	data := []byte("\x89PNG fake image")
-	msg, err := p.db.SaveFile(ctx,
-		djangodb.Draft{ConversationID: p.conv, Sender: p.talker, Content: "a caption", CreatedAt: at(5)},
-		djangodb.FileDraft{Name: "my_photo.png", Filename: "my photo.png", Data: data, FileType: "image/png"}, files)
-	if err != nil {
-		t.Fatalf("SaveFile: %v", err)
-	}
-	wantAt := time.Date(2026, 1, 14, 10, 0, 5, 123456000, time.UTC)
-	wantFile := "chat_files/2026/01/14/my_photo.png"
-	if len(files.saved) != 1 || files.saved[0] != wantFile || len(files.removed) != 0 {
-		t.Errorf("files saved %v removed %v; want [%s] and nothing removed", files.saved, files.removed, wantFile)
-	}
-	if msg.ID == 0 || msg.MessageType != chat.TypeFile || msg.Content != "a caption" || !msg.CreatedAt.Equal(wantAt) ||
-		msg.Sender != p.talker || msg.ConversationID != p.conv || msg.IsRead {
-		t.Errorf("SaveFile = %+v", msg)
-	}
-	wantAtt := chat.Attachment{File: wantFile, Filename: "my photo.png", FileSize: int64(len(data)), FileType: "image/png"}
-	if msg.Attachment == nil {
-		t.Fatalf("SaveFile returned no attachment")
-	}
-	gotAtt := *msg.Attachment
-	if gotAtt.ID == 0 {
-		t.Errorf("attachment id is 0")
-	}
-	gotAtt.ID = 0
-	if gotAtt != wantAtt {
-		t.Errorf("attachment = %+v, want %+v", gotAtt, wantAtt)
-	}
+	eachBackend(t, func(t *testing.T, be testenv.Backend) {
+		p := newPair(t, be, chat.StatusActive)
+		ctx := context.Background()
+		files := &fakeFiles{}
+		data := []byte("\x89PNG fake image")
+		msg, err := p.db.SaveFile(ctx,
+			djangodb.Draft{ConversationID: p.conv, Sender: p.talker, Content: "a caption", CreatedAt: at(5)},
+			djangodb.FileDraft{Name: "my_photo.png", Filename: "my photo.png", Data: data, FileType: "image/png"}, files)
+		if err != nil {
+			t.Fatalf("SaveFile: %v", err)
+		}
+		wantAt := time.Date(2026, 1, 14, 10, 0, 5, 123456000, time.UTC)
+		wantFile := "chat_files/2026/01/14/my_photo.png"
+		if len(files.saved) != 1 || files.saved[0] != wantFile || len(files.removed) != 0 {
+			t.Errorf("files saved %v removed %v; want [%s] and nothing removed", files.saved, files.removed, wantFile)
+		}
+		if msg.ID == 0 || msg.MessageType != chat.TypeFile || msg.Content != "a caption" || !msg.CreatedAt.Equal(wantAt) ||
+			msg.Sender != p.talker || msg.ConversationID != p.conv || msg.IsRead {
+			t.Errorf("SaveFile = %+v", msg)
+		}
+		wantAtt := chat.Attachment{File: wantFile, Filename: "my photo.png", FileSize: int64(len(data)), FileType: "image/png"}
+		if msg.Attachment == nil {
+			t.Fatalf("SaveFile returned no attachment")
+		}
+		gotAtt := *msg.Attachment
+		if gotAtt.ID == 0 {
+			t.Errorf("attachment id is 0")
+		}
+		gotAtt.ID = 0
+		if gotAtt != wantAtt {
+			t.Errorf("attachment = %+v, want %+v", gotAtt, wantAtt)
+		}
 
-	rows := messageRows(t, p.pg.DB, "chat_message")
-	if len(rows) != 1 || rows[0].id != msg.ID || rows[0].typ != "file" || rows[0].content != "a caption" ||
-		rows[0].isRead || !rows[0].createdAt.Equal(wantAt) || rows[0].sender != p.talker.ID {
-		t.Errorf("chat_message rows = %+v", rows)
-	}
-	atts := attachmentRows(t, p.pg.DB)
-	if len(atts) != 1 {
-		t.Fatalf("%d attachment rows, want 1", len(atts))
-	}
-	a := atts[0]
-	if a.id != msg.Attachment.ID || a.message != msg.ID || a.file != wantFile || a.name != "my photo.png" ||
-		a.size != int64(len(data)) || a.ftype != "image/png" || !a.uploadedAt.Equal(wantAt) {
-		t.Errorf("attachment row = %+v", a)
-	}
-	if lm := lastMessageAt(t, p.pg.DB, p.conv); !lm.Time.Equal(wantAt) {
-		t.Errorf("last_message_at = %v, want %v", lm, wantAt)
-	}
+		rows := messageRows(t, p.pg.DB, "chat_message")
+		if len(rows) != 1 || rows[0].id != msg.ID || rows[0].typ != "file" || rows[0].content != "a caption" ||
+			rows[0].isRead || !rows[0].createdAt.Equal(wantAt) || rows[0].sender != p.talker.ID {
+			t.Errorf("chat_message rows = %+v", rows)
+		}
+		atts := attachmentRows(t, p.pg.DB)
+		if len(atts) != 1 {
+			t.Fatalf("%d attachment rows, want 1", len(atts))
+		}
+		a := atts[0]
+		if a.id != msg.Attachment.ID || a.message != msg.ID || a.file != wantFile || a.name != "my photo.png" ||
+			a.size != int64(len(data)) || a.ftype != "image/png" || !a.uploadedAt.Equal(wantAt) {
+			t.Errorf("attachment row = %+v", a)
+		}
+		if lm := lastMessageAt(t, p.pg.DB, p.conv); !lm.Time.Equal(wantAt) {
+			t.Errorf("last_message_at = %v, want %v", lm, wantAt)
+		}
 
-	// Pending: the talker may send a file, the listener may not.
-	p.pg.SetConversationStatus(t, p.conv, chat.StatusPending)
-	if _, err := p.db.SaveFile(ctx, djangodb.Draft{ConversationID: p.conv, Sender: p.talker, CreatedAt: at(6)},
-		djangodb.FileDraft{Name: "b.txt", Filename: "b.txt", Data: []byte("b")}, files); err != nil {
-		t.Errorf("SaveFile(pending, talker): %v", err)
-	}
-	if n := countRows(t, p.pg.DB, "chat_fileattachment"); n != 2 {
-		t.Errorf("%d attachment rows, want 2", n)
-	}
+		// Pending: the talker may send a file, the listener may not.
+		p.pg.SetConversationStatus(t, p.conv, chat.StatusPending)
+		if _, err := p.db.SaveFile(ctx, djangodb.Draft{ConversationID: p.conv, Sender: p.talker, CreatedAt: at(6)},
+			djangodb.FileDraft{Name: "b.txt", Filename: "b.txt", Data: []byte("b")}, files); err != nil {
+			t.Errorf("SaveFile(pending, talker): %v", err)
+		}
+		if n := countRows(t, p.pg.DB, "chat_fileattachment"); n != 2 {
+			t.Errorf("%d attachment rows, want 2", n)
+		}
+	})
 }
 
 func TestSaveFileDir(t *testing.T) {
 	t.Parallel()
-	p := newPair(t, chat.StatusActive)
-	ctx := context.Background()
-	root := t.TempDir()
-	files := dirFiles{root: root}
+	eachBackend(t, func(t *testing.T, be testenv.Backend) {
+		p := newPair(t, be, chat.StatusActive)
+		ctx := context.Background()
+		root := t.TempDir()
+		files := dirFiles{root: root}
 
-	first, err := p.db.SaveFile(ctx, djangodb.Draft{ConversationID: p.conv, Sender: p.talker, CreatedAt: at(1)},
-		djangodb.FileDraft{Name: "ok.txt", Filename: "ok.txt", Data: []byte("kept"), FileType: "text/plain"}, files)
-	if err != nil {
-		t.Fatalf("SaveFile: %v", err)
-	}
-	b, err := os.ReadFile(filepath.Join(root, "chat_files", "2026", "01", "14", "ok.txt"))
-	if err != nil || string(b) != "kept" {
-		t.Fatalf("stored file = %q, %v", b, err)
-	}
-
-	// filename is varchar(255): the attachment insert fails after the
-	// message row and the file were written; both must go.
-	long := strings.Repeat("n", 256) + ".txt"
-	_, err = p.db.SaveFile(ctx, djangodb.Draft{ConversationID: p.conv, Sender: p.talker, Content: "cap", CreatedAt: at(2)},
-		djangodb.FileDraft{Name: "long.txt", Filename: long, Data: []byte("gone"), FileType: "text/plain"}, files)
-	if err == nil {
-		t.Fatalf("SaveFile with a %d-character filename succeeded", len(long))
-	}
-	for _, target := range []error{chat.ErrBlocked, chat.ErrConversationGone, chat.ErrNotTalker, djangodb.ErrNUL} {
-		if errors.Is(err, target) {
-			t.Errorf("error %v is %v", err, target)
+		first, err := p.db.SaveFile(ctx, djangodb.Draft{ConversationID: p.conv, Sender: p.talker, CreatedAt: at(1)},
+			djangodb.FileDraft{Name: "ok.txt", Filename: "ok.txt", Data: []byte("kept"), FileType: "text/plain"}, files)
+		if err != nil {
+			t.Fatalf("SaveFile: %v", err)
 		}
-	}
-	if _, err := os.Stat(filepath.Join(root, "chat_files", "2026", "01", "14", "long.txt")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("file of the failed save: stat error = %v, want not exist", err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "chat_files", "2026", "01", "14", "ok.txt")); err != nil {
-		t.Errorf("file of the first save: %v", err)
-	}
-	rows := messageRows(t, p.pg.DB, "chat_message")
-	if len(rows) != 1 || rows[0].id != first.ID {
-		t.Errorf("chat_message rows = %+v, want only message %d", rows, first.ID)
-	}
-	if n := countRows(t, p.pg.DB, "chat_fileattachment"); n != 1 {
-		t.Errorf("%d attachment rows, want 1", n)
-	}
-	if lm := lastMessageAt(t, p.pg.DB, p.conv); !lm.Time.Equal(first.CreatedAt) {
-		t.Errorf("last_message_at = %v, want %v (rolled back)", lm, first.CreatedAt)
-	}
+		b, err := os.ReadFile(filepath.Join(root, "chat_files", "2026", "01", "14", "ok.txt"))
+		if err != nil || string(b) != "kept" {
+			t.Fatalf("stored file = %q, %v", b, err)
+		}
+
+		// filename is varchar(255): the attachment insert fails after the
+		// message row and the file were written; both must go. SQLite does not
+		// enforce the length (nor does Django there): a trigger stands in.
+		if p.pg.Dialect == djangodb.SQLite {
+			execAll(t, p.pg, []string{`CREATE TRIGGER filename_length BEFORE INSERT ON chat_fileattachment
+				WHEN length(NEW.filename) > 255 BEGIN SELECT RAISE(ABORT, 'value too long for varchar(255)'); END`})
+		}
+		long := strings.Repeat("n", 256) + ".txt"
+		_, err = p.db.SaveFile(ctx, djangodb.Draft{ConversationID: p.conv, Sender: p.talker, Content: "cap", CreatedAt: at(2)},
+			djangodb.FileDraft{Name: "long.txt", Filename: long, Data: []byte("gone"), FileType: "text/plain"}, files)
+		if err == nil {
+			t.Fatalf("SaveFile with a %d-character filename succeeded", len(long))
+		}
+		for _, target := range []error{chat.ErrBlocked, chat.ErrConversationGone, chat.ErrNotTalker, djangodb.ErrNUL} {
+			if errors.Is(err, target) {
+				t.Errorf("error %v is %v", err, target)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(root, "chat_files", "2026", "01", "14", "long.txt")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("file of the failed save: stat error = %v, want not exist", err)
+		}
+		if _, err := os.Stat(filepath.Join(root, "chat_files", "2026", "01", "14", "ok.txt")); err != nil {
+			t.Errorf("file of the first save: %v", err)
+		}
+		rows := messageRows(t, p.pg.DB, "chat_message")
+		if len(rows) != 1 || rows[0].id != first.ID {
+			t.Errorf("chat_message rows = %+v, want only message %d", rows, first.ID)
+		}
+		if n := countRows(t, p.pg.DB, "chat_fileattachment"); n != 1 {
+			t.Errorf("%d attachment rows, want 1", n)
+		}
+		if lm := lastMessageAt(t, p.pg.DB, p.conv); !lm.Time.Equal(first.CreatedAt) {
+			t.Errorf("last_message_at = %v, want %v (rolled back)", lm, first.CreatedAt)
+		}
+	})
 }
 
 func TestHistory(t *testing.T) {
 	t.Parallel()
-	p := newPair(t, chat.StatusActive)
-	ctx := context.Background()
+	eachBackend(t, func(t *testing.T, be testenv.Backend) {
+		p := newPair(t, be, chat.StatusActive)
+		ctx := context.Background()
 
-	if h, err := p.db.History(ctx, p.conv); err != nil || len(h) != 0 {
-		t.Fatalf("History(empty) = %v, %v; want no messages", h, err)
-	}
+		if h, err := p.db.History(ctx, p.conv); err != nil || len(h) != 0 {
+			t.Fatalf("History(empty) = %v, %v; want no messages", h, err)
+		}
 
-	save := func(sender chat.User, content string, sec int) chat.Message {
-		t.Helper()
-		m, err := p.db.SaveText(ctx, djangodb.Draft{ConversationID: p.conv, Sender: sender, Content: content, CreatedAt: at(sec)})
+		save := func(sender chat.User, content string, sec int) chat.Message {
+			t.Helper()
+			m, err := p.db.SaveText(ctx, djangodb.Draft{ConversationID: p.conv, Sender: sender, Content: content, CreatedAt: at(sec)})
+			if err != nil {
+				t.Fatalf("SaveText(%q): %v", content, err)
+			}
+			return m
+		}
+		m1 := save(p.talker, "one", 0)
+		m2 := save(p.listener, "two", 1)
+		m3, err := p.db.SaveFile(ctx, djangodb.Draft{ConversationID: p.conv, Sender: p.talker, Content: "three", CreatedAt: at(2)},
+			djangodb.FileDraft{Name: "f.pdf", Filename: "f.pdf", Data: []byte("%PDF"), FileType: "application/pdf"}, &fakeFiles{})
 		if err != nil {
-			t.Fatalf("SaveText(%q): %v", content, err)
+			t.Fatalf("SaveFile: %v", err)
 		}
-		return m
-	}
-	m1 := save(p.talker, "one", 0)
-	m2 := save(p.listener, "two", 1)
-	m3, err := p.db.SaveFile(ctx, djangodb.Draft{ConversationID: p.conv, Sender: p.talker, Content: "three", CreatedAt: at(2)},
-		djangodb.FileDraft{Name: "f.pdf", Filename: "f.pdf", Data: []byte("%PDF"), FileType: "application/pdf"}, &fakeFiles{})
-	if err != nil {
-		t.Fatalf("SaveFile: %v", err)
-	}
-	m4 := save(p.listener, "four", 2) // same created_at as m3: the higher id comes first
-	m0 := save(p.talker, "zero", -10) // saved last, but the oldest
+		m4 := save(p.listener, "four", 2) // same created_at as m3: the higher id comes first
+		m0 := save(p.talker, "zero", -10) // saved last, but the oldest
 
-	// Another conversation's messages stay out.
-	other := p.pg.CreateUser(t, "other@example.com", "Other", "talker")
-	oc := p.pg.CreateConversation(t, p.listener.ID, other, chat.StatusActive)
-	if _, err := p.db.SaveText(ctx, djangodb.Draft{ConversationID: oc, Sender: p.listener, Content: "elsewhere", CreatedAt: at(3)}); err != nil {
-		t.Fatalf("SaveText(other): %v", err)
-	}
-	if _, err := p.db.MarkRead(ctx, p.conv, p.listener.ID); err != nil {
-		t.Fatalf("MarkRead: %v", err)
-	}
-	m1.IsRead, m3.IsRead, m0.IsRead = true, true, true
+		// Another conversation's messages stay out.
+		other := p.pg.CreateUser(t, "other@example.com", "Other", "talker")
+		oc := p.pg.CreateConversation(t, p.listener.ID, other, chat.StatusActive)
+		if _, err := p.db.SaveText(ctx, djangodb.Draft{ConversationID: oc, Sender: p.listener, Content: "elsewhere", CreatedAt: at(3)}); err != nil {
+			t.Fatalf("SaveText(other): %v", err)
+		}
+		if _, err := p.db.MarkRead(ctx, p.conv, p.listener.ID); err != nil {
+			t.Fatalf("MarkRead: %v", err)
+		}
+		m1.IsRead, m3.IsRead, m0.IsRead = true, true, true
 
-	h, err := p.db.History(ctx, p.conv)
-	if err != nil {
-		t.Fatalf("History: %v", err)
-	}
-	want := []chat.Message{m4, m3, m2, m1, m0}
-	if len(h) != len(want) {
-		t.Fatalf("History has %d messages, want %d: %+v", len(h), len(want), h)
-	}
-	for i := range want {
-		g, w := h[i], want[i]
-		if !g.CreatedAt.Equal(w.CreatedAt) || g.CreatedAt.Location() != time.UTC {
-			t.Errorf("History[%d].CreatedAt = %v, want %v in UTC", i, g.CreatedAt, w.CreatedAt)
+		h, err := p.db.History(ctx, p.conv)
+		if err != nil {
+			t.Fatalf("History: %v", err)
 		}
-		g.CreatedAt, w.CreatedAt = time.Time{}, time.Time{}
-		// The user row has is_active, which History does not read.
-		g.Sender.IsActive, w.Sender.IsActive = false, false
-		if (g.Attachment == nil) != (w.Attachment == nil) || (g.Attachment != nil && *g.Attachment != *w.Attachment) {
-			t.Errorf("History[%d].Attachment = %+v, want %+v", i, g.Attachment, w.Attachment)
+		want := []chat.Message{m4, m3, m2, m1, m0}
+		if len(h) != len(want) {
+			t.Fatalf("History has %d messages, want %d: %+v", len(h), len(want), h)
 		}
-		g.Attachment, w.Attachment = nil, nil
-		if g != w {
-			t.Errorf("History[%d] = %+v\nwant %+v", i, g, w)
+		for i := range want {
+			g, w := h[i], want[i]
+			if !g.CreatedAt.Equal(w.CreatedAt) || g.CreatedAt.Location() != time.UTC {
+				t.Errorf("History[%d].CreatedAt = %v, want %v in UTC", i, g.CreatedAt, w.CreatedAt)
+			}
+			g.CreatedAt, w.CreatedAt = time.Time{}, time.Time{}
+			// The user row has is_active, which History does not read.
+			g.Sender.IsActive, w.Sender.IsActive = false, false
+			if (g.Attachment == nil) != (w.Attachment == nil) || (g.Attachment != nil && *g.Attachment != *w.Attachment) {
+				t.Errorf("History[%d].Attachment = %+v, want %+v", i, g.Attachment, w.Attachment)
+			}
+			g.Attachment, w.Attachment = nil, nil
+			if g != w {
+				t.Errorf("History[%d] = %+v\nwant %+v", i, g, w)
+			}
 		}
-	}
-	if h[1].Attachment == nil || h[1].Attachment.File != "chat_files/2026/01/14/f.pdf" || h[1].Attachment.FileType != "application/pdf" {
-		t.Errorf("file message attachment = %+v", h[1].Attachment)
-	}
-	if h[2].Sender.FullName != "" || h[2].Sender.Email != "listener@example.com" || h[2].Sender.UserType != "listener" {
-		t.Errorf("listener sender = %+v", h[2].Sender)
-	}
+		if h[1].Attachment == nil || h[1].Attachment.File != "chat_files/2026/01/14/f.pdf" || h[1].Attachment.FileType != "application/pdf" {
+			t.Errorf("file message attachment = %+v", h[1].Attachment)
+		}
+		if h[2].Sender.FullName != "" || h[2].Sender.Email != "listener@example.com" || h[2].Sender.UserType != "listener" {
+			t.Errorf("listener sender = %+v", h[2].Sender)
+		}
 
-	if h, err := p.db.History(ctx, p.conv+1000); err != nil || len(h) != 0 {
-		t.Errorf("History(missing conversation) = %v, %v; want no messages", h, err)
-	}
+		if h, err := p.db.History(ctx, p.conv+1000); err != nil || len(h) != 0 {
+			t.Errorf("History(missing conversation) = %v, %v; want no messages", h, err)
+		}
+	})
 }
 
 func TestMarkRead(t *testing.T) {
 	t.Parallel()
-	p := newPair(t, chat.StatusActive)
-	ctx := context.Background()
-	save := func(conv int64, sender chat.User) int64 {
-		t.Helper()
-		m, err := p.db.SaveText(ctx, djangodb.Draft{ConversationID: conv, Sender: sender, Content: "x"})
-		if err != nil {
-			t.Fatalf("SaveText: %v", err)
+	eachBackend(t, func(t *testing.T, be testenv.Backend) {
+		p := newPair(t, be, chat.StatusActive)
+		ctx := context.Background()
+		save := func(conv int64, sender chat.User) int64 {
+			t.Helper()
+			m, err := p.db.SaveText(ctx, djangodb.Draft{ConversationID: conv, Sender: sender, Content: "x"})
+			if err != nil {
+				t.Fatalf("SaveText: %v", err)
+			}
+			return m.ID
 		}
-		return m.ID
-	}
-	t1, t2 := save(p.conv, p.talker), save(p.conv, p.talker)
-	l1 := save(p.conv, p.listener)
-	other := chat.User{Email: "other@example.com", UserType: "talker"}
-	other.ID = p.pg.CreateUser(t, other.Email, "", other.UserType)
-	oc := p.pg.CreateConversation(t, p.listener.ID, other.ID, chat.StatusActive)
-	o1 := save(oc, other)
+		t1, t2 := save(p.conv, p.talker), save(p.conv, p.talker)
+		l1 := save(p.conv, p.listener)
+		other := chat.User{Email: "other@example.com", UserType: "talker"}
+		other.ID = p.pg.CreateUser(t, other.Email, "", other.UserType)
+		oc := p.pg.CreateConversation(t, p.listener.ID, other.ID, chat.StatusActive)
+		o1 := save(oc, other)
 
-	readState := func() map[int64]bool {
-		t.Helper()
-		out := map[int64]bool{}
-		for _, r := range messageRows(t, p.pg.DB, "chat_message") {
-			out[r.id] = r.isRead
+		readState := func() map[int64]bool {
+			t.Helper()
+			out := map[int64]bool{}
+			for _, r := range messageRows(t, p.pg.DB, "chat_message") {
+				out[r.id] = r.isRead
+			}
+			return out
 		}
-		return out
-	}
-	mark := func(reader int64, want int64) {
-		t.Helper()
-		n, err := p.db.MarkRead(ctx, p.conv, reader)
-		if err != nil || n != want {
-			t.Errorf("MarkRead(%d) = %d, %v; want %d, nil", reader, n, err, want)
+		mark := func(reader int64, want int64) {
+			t.Helper()
+			n, err := p.db.MarkRead(ctx, p.conv, reader)
+			if err != nil || n != want {
+				t.Errorf("MarkRead(%d) = %d, %v; want %d, nil", reader, n, err, want)
+			}
 		}
-	}
 
-	mark(p.listener.ID, 2)
-	if s := readState(); !s[t1] || !s[t2] || s[l1] || s[o1] {
-		t.Errorf("after listener read: %v (talker messages %d, %d read; %d, %d not)", s, t1, t2, l1, o1)
-	}
-	mark(p.listener.ID, 0) // already read
-	t3 := save(p.conv, p.talker)
-	mark(p.listener.ID, 1) // only the new one
-	mark(p.talker.ID, 1)
-	if s := readState(); !s[t3] || !s[l1] || s[o1] {
-		t.Errorf("after both read: %v", s)
-	}
-	if n, err := p.db.MarkRead(ctx, p.conv+1000, p.listener.ID); err != nil || n != 0 {
-		t.Errorf("MarkRead(missing conversation) = %d, %v", n, err)
-	}
+		mark(p.listener.ID, 2)
+		if s := readState(); !s[t1] || !s[t2] || s[l1] || s[o1] {
+			t.Errorf("after listener read: %v (talker messages %d, %d read; %d, %d not)", s, t1, t2, l1, o1)
+		}
+		mark(p.listener.ID, 0) // already read
+		t3 := save(p.conv, p.talker)
+		mark(p.listener.ID, 1) // only the new one
+		mark(p.talker.ID, 1)
+		if s := readState(); !s[t3] || !s[l1] || s[o1] {
+			t.Errorf("after both read: %v", s)
+		}
+		if n, err := p.db.MarkRead(ctx, p.conv+1000, p.listener.ID); err != nil || n != 0 {
+			t.Errorf("MarkRead(missing conversation) = %d, %v", n, err)
+		}
+	})
 }
 
 func TestCheckSchema(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
+	eachBackend(t, func(t *testing.T, be testenv.Backend) { checkSchema(t, be) })
+}
 
+// Django's SQLite tables, for rebuilding them with a change: SQLite cannot
+// add a NOT NULL column without a default or change a column's type.
+const (
+	sqliteMessageCols = `"id" integer NOT NULL PRIMARY KEY AUTOINCREMENT, "content" text NOT NULL, ` +
+		`"message_type" varchar(10) NOT NULL, "is_read" bool NOT NULL, "created_at" datetime NOT NULL, ` +
+		`"conversation_id" bigint NOT NULL REFERENCES "chat_conversation" ("id") DEFERRABLE INITIALLY DEFERRED, ` +
+		`"sender_id" bigint NOT NULL REFERENCES "users_user" ("id") DEFERRABLE INITIALLY DEFERRED`
+	sqliteAttachmentCols = `"id" integer NOT NULL PRIMARY KEY AUTOINCREMENT, "file" varchar(100) NOT NULL, ` +
+		`"filename" varchar(255) NOT NULL, "file_size" bigint NOT NULL, "file_type" varchar(100) NOT NULL, ` +
+		`"uploaded_at" datetime NOT NULL, ` +
+		`"message_id" bigint NOT NULL UNIQUE REFERENCES "chat_message" ("id") DEFERRABLE INITIALLY DEFERRED`
+	sqliteBlockCols = `"id" integer NOT NULL PRIMARY KEY AUTOINCREMENT, "blocked_at" datetime NOT NULL, ` +
+		`"listener_id" bigint NOT NULL REFERENCES "users_user" ("id") DEFERRABLE INITIALLY DEFERRED, ` +
+		`"talker_id" bigint NOT NULL REFERENCES "users_user" ("id") DEFERRABLE INITIALLY DEFERRED`
+)
+
+// sqliteRebuild replaces an (empty) SQLite table by one with columns cols.
+func sqliteRebuild(table, cols string) []string {
+	return []string{`DROP TABLE "` + table + `"`, `CREATE TABLE "` + table + `" (` + cols + `)`}
+}
+
+func execAll(t *testing.T, db *testenv.Database, stmts []string) {
+	t.Helper()
+	for _, q := range stmts {
+		if _, err := db.DB.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+}
+
+func checkSchema(t *testing.T, be testenv.Backend) {
+	ctx := context.Background()
 	t.Run("django", func(t *testing.T) {
 		t.Parallel()
-		pg := testenv.Postgres(t)
+		pg := be.New(t)
 		if err := newStore(t, pg, djangodb.Schema{}).CheckSchema(ctx); err != nil {
 			t.Fatalf("CheckSchema on Django's schema: %v", err)
 		}
@@ -704,7 +777,8 @@ func TestCheckSchema(t *testing.T) {
 
 	fails := []struct {
 		name   string
-		ddl    string // run in this case's own database first
+		ddl    string   // run in this case's own PostgreSQL database first
+		lite   []string // run in this case's own SQLite database first
 		schema djangodb.Schema
 		want   []string // substrings of the error
 	}{
@@ -715,27 +789,34 @@ func TestCheckSchema(t *testing.T) {
 		{name: "missing column", schema: djangodb.Schema{Columns: map[string]string{"message.sender_id": "author_id"}},
 			want: []string{`"chat_message"`, `"author_id"`, "DB_COLUMNS=message.sender_id"}},
 		{name: "missing user column", ddl: `ALTER TABLE users_user RENAME COLUMN full_name TO name`,
+			lite: []string{`ALTER TABLE users_user RENAME COLUMN full_name TO name`},
 			want: []string{`"users_user"`, `"full_name"`, "USER_TABLE", "DB_COLUMNS=user.full_name"}},
 		{name: "extra NOT NULL column", ddl: `ALTER TABLE chat_message ADD COLUMN edited_by bigint NOT NULL`,
+			lite: sqliteRebuild("chat_message", sqliteMessageCols+`, "edited_by" bigint NOT NULL`),
 			want: []string{`"chat_message"`, `"edited_by"`, "NOT NULL", "MESSAGE_TABLE"}},
 		{name: "extra NOT NULL attachment column", ddl: `ALTER TABLE chat_fileattachment ADD COLUMN checksum text NOT NULL`,
+			lite: sqliteRebuild("chat_fileattachment", sqliteAttachmentCols+`, "checksum" text NOT NULL`),
 			want: []string{`"chat_fileattachment"`, `"checksum"`, "ATTACHMENT_TABLE"}},
 		{name: "incompatible type", ddl: `ALTER TABLE chat_message ALTER COLUMN is_read TYPE integer USING is_read::integer`,
+			lite: sqliteRebuild("chat_message", strings.Replace(sqliteMessageCols, `"is_read" bool`, `"is_read" integer`, 1)),
 			want: []string{`"chat_message"."is_read"`, "integer", "boolean"}},
 		{name: "text created_at", ddl: `ALTER TABLE chat_message ALTER COLUMN created_at TYPE text`,
+			lite: sqliteRebuild("chat_message", strings.Replace(sqliteMessageCols, `"created_at" datetime`, `"created_at" text`, 1)),
 			want: []string{`"chat_message"."created_at"`, "text", "timestamp"}},
 		{name: "id without a sequence", ddl: `CREATE TABLE app_msg (LIKE chat_message)`, // LIKE drops the identity
+			// Only a lone "integer" primary key is SQLite's rowid, numbered by SQLite.
+			lite:   []string{`CREATE TABLE app_msg (` + strings.Replace(sqliteMessageCols, `"id" integer NOT NULL PRIMARY KEY AUTOINCREMENT`, `"id" bigint NOT NULL PRIMARY KEY`, 1) + `)`},
 			schema: djangodb.Schema{MessageTable: "app_msg"},
 			want:   []string{`"app_msg"."id"`, "no default"}},
 	}
 	for _, tc := range fails {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			pg := testenv.Postgres(t)
-			if tc.ddl != "" {
-				if _, err := pg.DB.Exec(tc.ddl); err != nil {
-					t.Fatalf("%s: %v", tc.ddl, err)
-				}
+			pg := be.New(t)
+			if pg.Dialect == djangodb.SQLite {
+				execAll(t, pg, tc.lite)
+			} else if tc.ddl != "" {
+				execAll(t, pg, []string{tc.ddl})
 			}
 			err := newStore(t, pg, tc.schema).CheckSchema(ctx)
 			if err == nil {
@@ -751,18 +832,23 @@ func TestCheckSchema(t *testing.T) {
 
 	t.Run("tolerated extra columns", func(t *testing.T) {
 		t.Parallel()
-		pg := testenv.Postgres(t)
-		for _, ddl := range []string{
-			`ALTER TABLE chat_message ADD COLUMN edited_at timestamptz`,                  // nullable
-			`ALTER TABLE chat_message ADD COLUMN flags integer NOT NULL DEFAULT 0`,       // has a default
-			`ALTER TABLE listener_listenerblockedtalker ADD COLUMN reason text NOT NULL`, // never inserted into
-			// Filled by the database, as Django 5's GeneratedField does.
-			`ALTER TABLE chat_message ADD COLUMN content_length integer NOT NULL GENERATED ALWAYS AS (length(content)) STORED`,
-			`ALTER TABLE chat_fileattachment ADD COLUMN serial bigint NOT NULL GENERATED BY DEFAULT AS IDENTITY`,
-		} {
-			if _, err := pg.DB.Exec(ddl); err != nil {
-				t.Fatalf("%s: %v", ddl, err)
-			}
+		pg := be.New(t)
+		if pg.Dialect == djangodb.SQLite {
+			execAll(t, pg, append([]string{
+				`ALTER TABLE chat_message ADD COLUMN edited_at datetime NULL`,          // nullable
+				`ALTER TABLE chat_message ADD COLUMN flags integer NOT NULL DEFAULT 0`, // has a default
+				// Filled by the database, as Django 5's GeneratedField does.
+				`ALTER TABLE chat_message ADD COLUMN content_length integer NOT NULL GENERATED ALWAYS AS (length(content)) VIRTUAL`,
+			}, sqliteRebuild("listener_listenerblockedtalker", sqliteBlockCols+`, "reason" text NOT NULL`)...)) // never inserted into
+		} else {
+			execAll(t, pg, []string{
+				`ALTER TABLE chat_message ADD COLUMN edited_at timestamptz`,                  // nullable
+				`ALTER TABLE chat_message ADD COLUMN flags integer NOT NULL DEFAULT 0`,       // has a default
+				`ALTER TABLE listener_listenerblockedtalker ADD COLUMN reason text NOT NULL`, // never inserted into
+				// Filled by the database, as Django 5's GeneratedField does.
+				`ALTER TABLE chat_message ADD COLUMN content_length integer NOT NULL GENERATED ALWAYS AS (length(content)) STORED`,
+				`ALTER TABLE chat_fileattachment ADD COLUMN serial bigint NOT NULL GENERATED BY DEFAULT AS IDENTITY`,
+			})
 		}
 		db := newStore(t, pg, djangodb.Schema{})
 		if err := db.CheckSchema(ctx); err != nil {
@@ -800,7 +886,7 @@ func TestSchemaValidate(t *testing.T) {
 			t.Errorf("Validate error %q does not name %s", err, w)
 		}
 	}
-	if _, err := djangodb.New(nil, bad); err == nil {
+	if _, err := djangodb.New(nil, djangodb.Postgres, bad); err == nil {
 		t.Errorf("New accepted unknown DB_COLUMNS keys")
 	}
 }
@@ -809,7 +895,11 @@ func TestSchemaValidate(t *testing.T) {
 // table and a column were renamed, through the schema map.
 func TestRenamedTables(t *testing.T) {
 	t.Parallel()
-	pg := testenv.Postgres(t)
+	eachBackend(t, renamedTables)
+}
+
+func renamedTables(t *testing.T, be testenv.Backend) {
+	pg := be.New(t)
 	ctx := context.Background()
 	for _, ddl := range []string{
 		`ALTER TABLE chat_message RENAME TO app_msg`,

@@ -23,7 +23,7 @@ func newMock(t *testing.T) (*djangodb.DB, sqlmock.Sqlmock) {
 		t.Fatalf("sqlmock.New: %v", err)
 	}
 	t.Cleanup(func() { sqldb.Close() })
-	db, err := djangodb.New(sqldb, djangodb.Schema{})
+	db, err := djangodb.New(sqldb, djangodb.Postgres, djangodb.Schema{})
 	if err != nil {
 		t.Fatalf("djangodb.New: %v", err)
 	}

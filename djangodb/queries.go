@@ -11,9 +11,17 @@ type queries struct {
 	insertFile    string
 	history       string
 	markRead      string
+
+	// SQLite's checked insert, run in one BEGIN IMMEDIATE transaction.
+	sendState string
+	insertRow string
+	touch     string
 }
 
-func buildQueries(s Schema) queries {
+// buildQueries writes the statements of the schema map. Placeholders are
+// $1, $2… on both dialects (SQLite reads $N as the N-th argument); only the
+// checked insert differs.
+func buildQueries(s Schema, dialect Dialect) queries {
 	t := func(model string) string { return quote(s.table(model)) }
 	c := func(model, col string) string { return quote(s.column(model, col)) }
 	u, cv, m, a, b := t("user"), t("conversation"), t("message"), t("attachment"), t("block")
@@ -77,6 +85,20 @@ ORDER BY m.%s DESC, m.%s DESC`,
 		a, c("attachment", "message_id"), c("message", "id"),
 		c("message", "conversation_id"),
 		c("message", "created_at"), c("message", "id"))
+
+	if dialect == SQLite {
+		// sendState is the conversation's state for the rules; no row means gone.
+		// Params: $1 conversation.
+		q.sendState = fmt.Sprintf(`SELECT c.%s, c.%s, %s FROM %s c WHERE c.%s = $1`,
+			c("conversation", "talker_id"), c("conversation", "status"), blockedPair, cv, c("conversation", "id"))
+		// insertRow: $1 conversation, $2 sender, $3 content, $4 message_type, $5 now.
+		q.insertRow = fmt.Sprintf(`INSERT INTO %s (%s, %s, %s, %s, %s, %s) VALUES ($1, $2, $3, $4, 0, $5) RETURNING %s`,
+			m, c("message", "conversation_id"), c("message", "sender_id"), c("message", "content"),
+			c("message", "message_type"), c("message", "is_read"), c("message", "created_at"), c("message", "id"))
+		// touch: $1 conversation, $2 now.
+		q.touch = fmt.Sprintf(`UPDATE %s SET %s = $2 WHERE %s = $1`,
+			cv, c("conversation", "last_message_at"), c("conversation", "id"))
+	}
 
 	q.markRead = fmt.Sprintf(`UPDATE %s SET %s = true WHERE %s = $1 AND %s = false AND %s <> $2`,
 		m, c("message", "is_read"), c("message", "conversation_id"), c("message", "is_read"), c("message", "sender_id"))

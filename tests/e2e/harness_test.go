@@ -55,15 +55,24 @@ type option func(*consumer.Config)
 
 // newWorld starts a sidecar on a fresh database; status is the
 // conversation's status.
-func newWorld(t *testing.T, status string, opts ...option) *world {
+func newWorld(t *testing.T, be testenv.Backend, status string, opts ...option) *world {
 	t.Helper()
-	return newWorldWith(t, status, nil, opts...)
+	return newWorldWith(t, be, status, nil, opts...)
+}
+
+// eachBackend runs f as a subtest on each database engine the sidecar
+// serves (PostgreSQL, SQLite).
+func eachBackend(t *testing.T, f func(t *testing.T, be testenv.Backend)) {
+	t.Helper()
+	for _, be := range testenv.Backends {
+		t.Run(be.Name, func(t *testing.T) { f(t, be) })
+	}
 }
 
 // newWorldWith is newWorld with the store wrapped, to hold or fail calls.
-func newWorldWith(t *testing.T, status string, wrap func(consumer.Store) consumer.Store, opts ...option) *world {
+func newWorldWith(t *testing.T, be testenv.Backend, status string, wrap func(consumer.Store) consumer.Store, opts ...option) *world {
 	t.Helper()
-	db := testenv.Postgres(t)
+	db := be.New(t)
 	w := &world{t: t, db: db, media: t.TempDir()}
 	w.listener = db.CreateUser(t, "listener@example.com", "Lena Listener", "listener")
 	w.talker = db.CreateUser(t, "talker@example.com", "", "talker")
@@ -75,7 +84,7 @@ func newWorldWith(t *testing.T, status string, wrap func(consumer.Store) consume
 
 func (w *world) start(wrap func(consumer.Store) consumer.Store, opts ...option) {
 	t := w.t
-	db, err := djangodb.New(w.db.DB, djangodb.Schema{})
+	db, err := djangodb.New(w.db.DB, w.db.Dialect, djangodb.Schema{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -336,9 +345,9 @@ func (w *world) files() []string {
 	return out
 }
 
-func lastMessageAt(t *testing.T, db *sql.DB, conv int64) sql.NullTime {
+func lastMessageAt(t *testing.T, db *sql.DB, conv int64) djangodb.Timestamp {
 	t.Helper()
-	var ts sql.NullTime
+	var ts djangodb.Timestamp
 	if err := db.QueryRow(`SELECT last_message_at FROM chat_conversation WHERE id = $1`, conv).Scan(&ts); err != nil {
 		t.Fatal(err)
 	}

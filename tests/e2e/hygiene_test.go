@@ -13,72 +13,79 @@ import (
 	"github.com/chatsidecar/sidecar/chat"
 	"github.com/chatsidecar/sidecar/consumer"
 	"github.com/chatsidecar/sidecar/djangodb"
+	"github.com/chatsidecar/sidecar/tests/testenv"
 )
 
 // Section 8: a frame over the limit closes the connection with 1009; others
 // are not affected.
 func TestFrameTooBig(t *testing.T) {
-	w := newWorld(t, "active", func(c *consumerConfig) { c.MaxFrameBytes = 1024 })
-	tc := w.connect(w.talker)
-	lc := w.connect(w.listener)
-	tc.send(`{"type": "chat_message", "message": "` + strings.Repeat("a", 2000) + `"}`)
-	if code := tc.closeCode(); code != websocket.CloseMessageTooBig {
-		t.Errorf("close code %d, want 1009", code)
-	}
-	lc.send(`{"type": "chat_message", "message": "still here"}`)
-	lc.expectType("new_message")
-	if n := w.messages(); n != 1 {
-		t.Errorf("%d messages, want 1", n)
-	}
+	eachBackend(t, func(t *testing.T, be testenv.Backend) {
+		w := newWorld(t, be, "active", func(c *consumerConfig) { c.MaxFrameBytes = 1024 })
+		tc := w.connect(w.talker)
+		lc := w.connect(w.listener)
+		tc.send(`{"type": "chat_message", "message": "` + strings.Repeat("a", 2000) + `"}`)
+		if code := tc.closeCode(); code != websocket.CloseMessageTooBig {
+			t.Errorf("close code %d, want 1009", code)
+		}
+		lc.send(`{"type": "chat_message", "message": "still here"}`)
+		lc.expectType("new_message")
+		if n := w.messages(); n != 1 {
+			t.Errorf("%d messages, want 1", n)
+		}
+	})
 }
 
 // Section 8: a peer that stops answering pings is closed.
 func TestDeadPeerClosed(t *testing.T) {
-	w := newWorld(t, "active", func(c *consumerConfig) {
-		c.PingInterval = 50 * time.Millisecond
-		c.PingTimeout = 100 * time.Millisecond
-	})
-	tc := w.connect(w.talker)
-	tc.ws.SetPingHandler(func(string) error { return nil }) // never pong
-	ended := make(chan struct{})
-	go func() {
-		defer close(ended)
-		for {
-			if _, _, err := tc.ws.ReadMessage(); err != nil {
-				return
+	eachBackend(t, func(t *testing.T, be testenv.Backend) {
+		w := newWorld(t, be, "active", func(c *consumerConfig) {
+			c.PingInterval = 50 * time.Millisecond
+			c.PingTimeout = 100 * time.Millisecond
+		})
+		tc := w.connect(w.talker)
+		tc.ws.SetPingHandler(func(string) error { return nil }) // never pong
+		ended := make(chan struct{})
+		go func() {
+			defer close(ended)
+			for {
+				if _, _, err := tc.ws.ReadMessage(); err != nil {
+					return
+				}
 			}
-		}
-	}()
-	waitFor(t, "the silent peer to be dropped", func() bool { return w.srv.Connections() == 0 })
-	<-ended
-	// A peer that answers pings (gorilla does while reading) is kept.
-	lc := w.connect(w.listener)
-	lc.send(`{"type": "chat_message", "message": "alive"}`)
-	lc.expectType("new_message")
+		}()
+		waitFor(t, "the silent peer to be dropped", func() bool { return w.srv.Connections() == 0 })
+		<-ended
+		// A peer that answers pings (gorilla does while reading) is kept.
+		lc := w.connect(w.listener)
+		lc.send(`{"type": "chat_message", "message": "alive"}`)
+		lc.expectType("new_message")
+	})
 }
 
 // Section 8: a connection that does not read is dropped when its queue is
 // full; the sender and the database never wait for it.
 func TestSlowReaderDropped(t *testing.T) {
-	w := newWorld(t, "active", func(c *consumerConfig) { c.SendQueue = 4 })
-	slow := w.connect(w.listener) // never reads again
-	_ = slow
-	fast := w.connect(w.talker)
-	big := strings.Repeat("x", 64<<10)
-	sent := 0
-	for w.srv.Connections() == 2 && sent < 400 {
-		fast.send(`{"type": "chat_message", "message": "` + big + `"}`)
+	eachBackend(t, func(t *testing.T, be testenv.Backend) {
+		w := newWorld(t, be, "active", func(c *consumerConfig) { c.SendQueue = 4 })
+		slow := w.connect(w.listener) // never reads again
+		_ = slow
+		fast := w.connect(w.talker)
+		big := strings.Repeat("x", 64<<10)
+		sent := 0
+		for w.srv.Connections() == 2 && sent < 400 {
+			fast.send(`{"type": "chat_message", "message": "` + big + `"}`)
+			fast.expectType("new_message")
+			sent++
+		}
+		if w.srv.Connections() != 1 {
+			t.Fatalf("slow reader still connected after %d messages", sent)
+		}
+		fast.send(`{"type": "chat_message", "message": "after"}`)
 		fast.expectType("new_message")
-		sent++
-	}
-	if w.srv.Connections() != 1 {
-		t.Fatalf("slow reader still connected after %d messages", sent)
-	}
-	fast.send(`{"type": "chat_message", "message": "after"}`)
-	fast.expectType("new_message")
-	if n := w.messages(); n != sent+1 {
-		t.Errorf("%d messages, want %d", n, sent+1)
-	}
+		if n := w.messages(); n != sent+1 {
+			t.Errorf("%d messages, want %d", n, sent+1)
+		}
+	})
 }
 
 // holdStore makes SaveText wait until released, to catch a save in flight.
@@ -100,37 +107,39 @@ func (h *holdStore) SaveText(ctx context.Context, m djangodb.Draft) (chat.Messag
 // Graceful shutdown: no new connections, in-flight saves finish, every
 // connection is closed with 1001.
 func TestShutdown(t *testing.T) {
-	hold := &holdStore{started: make(chan struct{}), release: make(chan struct{})}
-	w := newWorldWith(t, "active", func(s consumer.Store) consumer.Store { hold.Store = s; return hold })
-	tc := w.connect(w.talker)
-	lc := w.connect(w.listener)
-	tc.send(`{"type": "chat_message", "message": "in flight"}`)
-	<-hold.started
+	eachBackend(t, func(t *testing.T, be testenv.Backend) {
+		hold := &holdStore{started: make(chan struct{}), release: make(chan struct{})}
+		w := newWorldWith(t, be, "active", func(s consumer.Store) consumer.Store { hold.Store = s; return hold })
+		tc := w.connect(w.talker)
+		lc := w.connect(w.listener)
+		tc.send(`{"type": "chat_message", "message": "in flight"}`)
+		<-hold.started
 
-	done := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		done <- w.srv.Shutdown(ctx)
-	}()
-	waitFor(t, "the listener to be closed", func() bool { return w.srv.Connections() == 1 })
-	if code := lc.closeCode(); code != websocket.CloseGoingAway {
-		t.Errorf("listener close code %d, want 1001", code)
-	}
-	// New connections are refused while draining.
-	if _, resp, err := w.dial(w.chatPath(), w.tokens[w.listener].Access, nil); err == nil || resp == nil || resp.StatusCode != 503 {
-		t.Errorf("dial while draining: %v %s, want 503", err, status(resp))
-	}
-	close(hold.release)
-	if err := <-done; err != nil {
-		t.Errorf("shutdown: %v", err)
-	}
-	if code := tc.closeCode(); code != websocket.CloseGoingAway {
-		t.Errorf("talker close code %d, want 1001", code)
-	}
-	if n := w.messages(); n != 1 {
-		t.Errorf("in-flight message: %d rows, want 1", n)
-	}
+		done := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			done <- w.srv.Shutdown(ctx)
+		}()
+		waitFor(t, "the listener to be closed", func() bool { return w.srv.Connections() == 1 })
+		if code := lc.closeCode(); code != websocket.CloseGoingAway {
+			t.Errorf("listener close code %d, want 1001", code)
+		}
+		// New connections are refused while draining.
+		if _, resp, err := w.dial(w.chatPath(), w.tokens[w.listener].Access, nil); err == nil || resp == nil || resp.StatusCode != 503 {
+			t.Errorf("dial while draining: %v %s, want 503", err, status(resp))
+		}
+		close(hold.release)
+		if err := <-done; err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		if code := tc.closeCode(); code != websocket.CloseGoingAway {
+			t.Errorf("talker close code %d, want 1001", code)
+		}
+		if n := w.messages(); n != 1 {
+			t.Errorf("in-flight message: %d rows, want 1", n)
+		}
+	})
 }
 
 // failStore fails every database call after the connection is made.
@@ -161,21 +170,23 @@ func (f *failStore) MarkRead(ctx context.Context, c, r int64) (int64, error) {
 // A database failure is an error frame; the connection stays and works
 // again when the database is back.
 func TestDatabaseFailureFrames(t *testing.T) {
-	fs := &failStore{}
-	w := newWorldWith(t, "active", func(s consumer.Store) consumer.Store { fs.Store = s; return fs })
-	tc := w.connect(w.talker)
-	fs.mu.Lock()
-	fs.fail = true
-	fs.mu.Unlock()
-	for _, f := range []string{`{"type": "chat_message", "message": "x"}`, `{"type": "file_message", "file": "aGk=", "filename": "a"}`, `{"type": "mark_read"}`} {
-		tc.send(f)
-		tc.expectError("Could not complete the request, please try again")
-	}
-	fs.mu.Lock()
-	fs.fail = false
-	fs.mu.Unlock()
-	tc.send(`{"type": "chat_message", "message": "back"}`)
-	tc.expectType("new_message")
+	eachBackend(t, func(t *testing.T, be testenv.Backend) {
+		fs := &failStore{}
+		w := newWorldWith(t, be, "active", func(s consumer.Store) consumer.Store { fs.Store = s; return fs })
+		tc := w.connect(w.talker)
+		fs.mu.Lock()
+		fs.fail = true
+		fs.mu.Unlock()
+		for _, f := range []string{`{"type": "chat_message", "message": "x"}`, `{"type": "file_message", "file": "aGk=", "filename": "a"}`, `{"type": "mark_read"}`} {
+			tc.send(f)
+			tc.expectError("Could not complete the request, please try again")
+		}
+		fs.mu.Lock()
+		fs.fail = false
+		fs.mu.Unlock()
+		tc.send(`{"type": "chat_message", "message": "back"}`)
+		tc.expectType("new_message")
+	})
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

@@ -1,11 +1,14 @@
 // Package testenv gives integration tests a real Django schema on a real
-// PostgreSQL server, fixtures written the way Django writes them, and tokens
+// PostgreSQL server or in a real SQLite file, fixtures written the way Django writes them, and tokens
 // minted by SimpleJWT itself (through the reference project in tests/django).
 //
 // A test package that uses Postgres should run its tests through Run, so that
 // the template database built by Django's migrations is dropped at the end:
 //
 //	func TestMain(m *testing.M) { testenv.Run(m) }
+//
+// SQLite databases are copies of one file migrated once per test process,
+// opened with djangodb.OpenSQLite, the sidecar's own opener.
 //
 // The PostgreSQL server is taken from TEST_POSTGRES_URL (default
 // postgres://postgres@127.0.0.1:5432/test?sslmode=disable). Python is
@@ -34,6 +37,8 @@ import (
 	"time"
 
 	_ "github.com/lib/pq" // PostgreSQL driver
+
+	"github.com/chatsidecar/sidecar/djangodb"
 )
 
 // DefaultPostgresURL is the server used when TEST_POSTGRES_URL is not set.
@@ -42,15 +47,29 @@ const DefaultPostgresURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disa
 // manageTimeout bounds one manage.py run (migrate takes a few seconds).
 const manageTimeout = 3 * time.Minute
 
-// Database is a fresh PostgreSQL database holding the Django schema.
+// Database is a fresh database holding the Django schema.
 type Database struct {
-	// DSN is a lib/pq URL of the database (postgres://user@host:port/name?sslmode=...).
-	// The Django project accepts it as DATABASE_URL too.
+	// DSN is the database's DATABASE_URL, which the sidecar and the Django
+	// project both accept: a lib/pq URL (postgres://user@host:port/name?sslmode=...)
+	// or sqlite:///abs/path/db.sqlite3.
 	DSN string
-	// DB is an open lib/pq handle on DSN; it is closed when the test ends.
+	// DB is an open handle on DSN (lib/pq, or djangodb.OpenSQLite); it is
+	// closed when the test ends.
 	DB *sql.DB
-	// Name is the database name (sidecar_test_<pid>_<random>).
+	// Name is the database name (sidecar_test_<pid>_<random>) or the
+	// SQLite file's path.
 	Name string
+	// Dialect is the engine: djangodb.Postgres or djangodb.SQLite.
+	Dialect djangodb.Dialect
+}
+
+// Time is t as a query argument for a datetime column, written as Django
+// writes it: a time.Time for PostgreSQL, Django's UTC text for SQLite.
+func (d *Database) Time(t time.Time) any {
+	if d.Dialect == djangodb.SQLite {
+		return djangodb.FormatTime(t)
+	}
+	return t
 }
 
 // Tokens are a SimpleJWT access/refresh pair for one user.
@@ -76,6 +95,9 @@ func Run(m *testing.M) {
 	}
 	if err := dropTemplate(); err != nil {
 		fmt.Fprintf(os.Stderr, "testenv: %v\n", err)
+	}
+	if sqliteTmpl != "" {
+		os.RemoveAll(filepath.Dir(sqliteTmpl))
 	}
 	os.Exit(code)
 }
@@ -215,8 +237,71 @@ func Postgres(t testing.TB) *Database {
 			t.Errorf("testenv: drop database %s: %v", name, err)
 		}
 	})
-	return &Database{DSN: dsn, DB: db, Name: name}
+	return &Database{DSN: dsn, DB: db, Name: name, Dialect: djangodb.Postgres}
 }
+
+var (
+	sqliteOnce sync.Once
+	sqliteTmpl string // the migrated template file, once built
+	sqliteErr  error
+)
+
+// sqliteMaxConns is the pool size of a test's SQLite handle.
+const sqliteMaxConns = 8
+
+// SQLite creates a fresh SQLite file holding the Django schema (a copy of a
+// file migrated once per test process by tests/django/manage.py migrate),
+// opened through djangodb.OpenSQLite as the sidecar opens it. The file is
+// removed when the test ends.
+func SQLite(t testing.TB) *Database {
+	t.Helper()
+	sqliteOnce.Do(func() { sqliteTmpl, sqliteErr = buildSQLiteTemplate() })
+	if sqliteErr != nil {
+		t.Fatalf("testenv: %v", sqliteErr)
+	}
+	path := filepath.Join(t.TempDir(), "db.sqlite3")
+	if err := copyFile(sqliteTmpl, path); err != nil {
+		t.Fatalf("testenv: copy SQLite template: %v", err)
+	}
+	db, err := djangodb.OpenSQLite(path, sqliteMaxConns)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return &Database{DSN: "sqlite://" + path, DB: db, Name: path, Dialect: djangodb.SQLite}
+}
+
+// buildSQLiteTemplate runs Django's migrate into a new file in a temporary
+// directory, which Run removes.
+func buildSQLiteTemplate() (string, error) {
+	dir, err := os.MkdirTemp("", fmt.Sprintf("sidecar_sqlite_tmpl_%d_", os.Getpid()))
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "db.sqlite3")
+	if _, stderr, err := manage([]string{"DATABASE_URL=sqlite://" + path}, "migrate", "--noinput", "-v", "0"); err != nil {
+		os.RemoveAll(dir)
+		return "", fmt.Errorf("manage.py migrate into %s: %v\n%s", path, err, stderr)
+	}
+	return path, nil
+}
+
+func copyFile(from, to string) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(to, b, 0o644)
+}
+
+// Backend is a way to get a fresh database, for tests that run on each.
+type Backend struct {
+	Name string // "postgres" or "sqlite"
+	New  func(t testing.TB) *Database
+}
+
+// Backends are PostgreSQL and SQLite, the engines the sidecar serves.
+var Backends = []Backend{{"postgres", Postgres}, {"sqlite", SQLite}}
 
 // now is the current time in UTC at microsecond precision, as Django stores it.
 func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
@@ -231,8 +316,8 @@ func (d *Database) CreateUser(t testing.TB, email, fullName, userType string) in
 	err := d.DB.QueryRow(`INSERT INTO users_user
 		(password, last_login, is_superuser, email, full_name, user_type, phone_number,
 		 birthday, language, is_active, is_staff, is_verified, created_at, updated_at)
-		VALUES ('!x', NULL, false, $1, $2, $3, '', NULL, 'en', true, false, false, $4, $4)
-		RETURNING id`, email, fullName, userType, ts).Scan(&id)
+		VALUES ('!x', NULL, $5, $1, $2, $3, '', NULL, 'en', $6, $5, $5, $4, $4)
+		RETURNING id`, email, fullName, userType, d.Time(ts), false, true).Scan(&id)
 	if err != nil {
 		t.Fatalf("testenv: create user %q: %v", email, err)
 	}
@@ -242,7 +327,7 @@ func (d *Database) CreateUser(t testing.TB, email, fullName, userType string) in
 // SetUserActive sets users_user.is_active (and updated_at) for user id.
 func (d *Database) SetUserActive(t testing.TB, id int64, active bool) {
 	t.Helper()
-	d.exec1(t, "set user active", `UPDATE users_user SET is_active = $2, updated_at = $3 WHERE id = $1`, id, active, now())
+	d.exec1(t, "set user active", `UPDATE users_user SET is_active = $2, updated_at = $3 WHERE id = $1`, id, active, d.Time(now()))
 }
 
 // CreateConversation inserts a chat_conversation row between listenerID and
@@ -252,19 +337,19 @@ func (d *Database) SetUserActive(t testing.TB, id int64, active bool) {
 func (d *Database) CreateConversation(t testing.TB, listenerID, talkerID int64, status string) int64 {
 	t.Helper()
 	ts := now()
-	var accepted, rejected sql.NullTime
+	var accepted, rejected any // NULL unless set
 	switch status {
 	case "active", "closed":
-		accepted = sql.NullTime{Time: ts, Valid: true}
+		accepted = d.Time(ts)
 	case "rejected":
-		rejected = sql.NullTime{Time: ts, Valid: true}
+		rejected = d.Time(ts)
 	}
 	var id int64
 	err := d.DB.QueryRow(`INSERT INTO chat_conversation
 		(listener_id, talker_id, status, created_at, updated_at, accepted_at, rejected_at,
 		 last_message_at, initial_message)
 		VALUES ($1, $2, $3, $4, $4, $5, $6, NULL, '')
-		RETURNING id`, listenerID, talkerID, status, ts, accepted, rejected).Scan(&id)
+		RETURNING id`, listenerID, talkerID, status, d.Time(ts), accepted, rejected).Scan(&id)
 	if err != nil {
 		t.Fatalf("testenv: create conversation (%d, %d, %s): %v", listenerID, talkerID, status, err)
 	}
@@ -274,7 +359,7 @@ func (d *Database) CreateConversation(t testing.TB, listenerID, talkerID int64, 
 // SetConversationStatus sets chat_conversation.status (and updated_at).
 func (d *Database) SetConversationStatus(t testing.TB, id int64, status string) {
 	t.Helper()
-	d.exec1(t, "set conversation status", `UPDATE chat_conversation SET status = $2, updated_at = $3 WHERE id = $1`, id, status, now())
+	d.exec1(t, "set conversation status", `UPDATE chat_conversation SET status = $2, updated_at = $3 WHERE id = $1`, id, status, d.Time(now()))
 }
 
 // Block makes listenerID block talkerID (a listener_listenerblockedtalker row,
@@ -282,7 +367,7 @@ func (d *Database) SetConversationStatus(t testing.TB, id int64, status string) 
 func (d *Database) Block(t testing.TB, listenerID, talkerID int64) {
 	t.Helper()
 	_, err := d.DB.Exec(`INSERT INTO listener_listenerblockedtalker (listener_id, talker_id, blocked_at)
-		VALUES ($1, $2, $3) ON CONFLICT (listener_id, talker_id) DO NOTHING`, listenerID, talkerID, now())
+		VALUES ($1, $2, $3) ON CONFLICT (listener_id, talker_id) DO NOTHING`, listenerID, talkerID, d.Time(now()))
 	if err != nil {
 		t.Fatalf("testenv: block (%d, %d): %v", listenerID, talkerID, err)
 	}
