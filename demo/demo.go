@@ -1,0 +1,167 @@
+// Package demo is `sidecar demo`: a fresh SQLite database with Django's
+// schema, a listener, a talker and an active conversation between them,
+// access tokens minted as SimpleJWT mints them, and the sidecar serving
+// them with a page (/demo/) that shows both participants side by side. It
+// exists for a newcomer's first five minutes and for the browser test; the
+// routes it adds (/demo/..., /media/) exist only in demo mode.
+package demo
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/chatsidecar/sidecar/djangodb"
+)
+
+// TokenLifetime is how long the demo's access tokens stay valid.
+const TokenLifetime = 30 * 24 * time.Hour
+
+// Options says where Prepare puts the demo.
+type Options struct {
+	// Dir holds MEDIA_ROOT (and the database when DBPath is empty). Empty
+	// means a new temporary directory, which Close removes.
+	Dir string
+	// DBPath is the SQLite file to create; empty means Dir/db.sqlite3.
+	DBPath string
+	// Overwrite allows replacing an existing DBPath.
+	Overwrite bool
+}
+
+// Participant is one side of the demo conversation.
+type Participant struct {
+	ID    int64  `json:"id"`
+	Email string `json:"email"`
+	Name  string `json:"name"`
+	Role  string `json:"role"` // "listener" or "talker"
+	Token string `json:"token"`
+}
+
+// Demo is a prepared demo database.
+type Demo struct {
+	Dir            string
+	DBPath         string
+	MediaRoot      string
+	SecretKey      string
+	ConversationID int64
+	Listener       Participant
+	Talker         Participant
+
+	ownDir bool
+}
+
+// Prepare creates the database from the embedded schema, seeds the two
+// users and their conversation and mints their tokens.
+func Prepare(ctx context.Context, opts Options) (_ *Demo, err error) {
+	d := &Demo{Dir: opts.Dir, DBPath: opts.DBPath, SecretKey: newSecretKey()}
+	if d.Dir == "" {
+		if d.Dir, err = os.MkdirTemp("", "sidecar-demo-"); err != nil {
+			return nil, err
+		}
+		d.ownDir = true
+	}
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+	if d.DBPath == "" {
+		d.DBPath = filepath.Join(d.Dir, "db.sqlite3")
+	}
+	if d.DBPath, err = filepath.Abs(d.DBPath); err != nil {
+		return nil, err
+	}
+	d.MediaRoot = filepath.Join(d.Dir, "media")
+	if err := os.MkdirAll(d.MediaRoot, 0o755); err != nil {
+		return nil, err
+	}
+	if err := createFile(d.DBPath, opts.Overwrite); err != nil {
+		return nil, err
+	}
+	db, err := djangodb.OpenSQLite(d.DBPath, 1)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, schemaSQL); err != nil {
+		return nil, fmt.Errorf("create the Django schema in %s: %w", d.DBPath, err)
+	}
+	if err := d.seed(ctx, db, time.Now()); err != nil {
+		return nil, fmt.Errorf("seed %s: %w", d.DBPath, err)
+	}
+	now := time.Now()
+	d.Listener.Token = mintAccess(d.SecretKey, d.Listener.ID, now, TokenLifetime)
+	d.Talker.Token = mintAccess(d.SecretKey, d.Talker.ID, now, TokenLifetime)
+	return d, nil
+}
+
+// Close removes the temporary directory Prepare made, if it made one.
+func (d *Demo) Close() error {
+	if !d.ownDir {
+		return nil
+	}
+	return os.RemoveAll(d.Dir)
+}
+
+// createFile makes an empty database file, refusing to replace an existing
+// one unless overwrite is set.
+func createFile(path string, overwrite bool) error {
+	if overwrite {
+		for _, p := range []string{path, path + "-wal", path + "-shm", path + "-journal"} {
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%s already exists; pass -force to replace it, or choose another -db path", path)
+	}
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// seed inserts the users and the conversation as Django's ORM writes them
+// on SQLite: every NOT NULL column given, datetimes as Django's text, bools
+// as 0/1, an unusable password (make_password(None)).
+func (d *Demo) seed(ctx context.Context, db *sql.DB, now time.Time) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	ts := djangodb.FormatTime(now)
+	users := []*Participant{
+		{Email: "lena@example.com", Name: "Lena Listener", Role: "listener"},
+		{Email: "tom@example.com", Name: "Tom Talker", Role: "talker"},
+	}
+	for _, u := range users {
+		err := tx.QueryRowContext(ctx, `INSERT INTO users_user
+			(password, last_login, is_superuser, email, full_name, user_type, phone_number,
+			 birthday, language, is_active, is_staff, is_verified, created_at, updated_at)
+			VALUES ($1, NULL, 0, $2, $3, $4, '', NULL, 'en', 1, 0, 0, $5, $5) RETURNING id`,
+			"!"+randomString(40, alnum), u.Email, u.Name, u.Role, ts).Scan(&u.ID)
+		if err != nil {
+			return fmt.Errorf("insert user %s: %w", u.Email, err)
+		}
+	}
+	d.Listener, d.Talker = *users[0], *users[1]
+	err = tx.QueryRowContext(ctx, `INSERT INTO chat_conversation
+		(status, created_at, updated_at, accepted_at, rejected_at, last_message_at, initial_message,
+		 listener_id, talker_id)
+		VALUES ('active', $1, $1, $1, NULL, NULL, '', $2, $3) RETURNING id`,
+		ts, d.Listener.ID, d.Talker.ID).Scan(&d.ConversationID)
+	if err != nil {
+		return fmt.Errorf("insert conversation: %w", err)
+	}
+	return tx.Commit()
+}
+
+const alnum = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"

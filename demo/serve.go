@@ -1,0 +1,224 @@
+package demo
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/chatsidecar/sidecar/auth"
+	"github.com/chatsidecar/sidecar/consumer"
+	"github.com/chatsidecar/sidecar/djangodb"
+	"github.com/chatsidecar/sidecar/mediastore"
+	"github.com/chatsidecar/sidecar/memlayer"
+)
+
+//go:embed web
+var webFS embed.FS
+
+// ServeConfig is how Serve listens.
+type ServeConfig struct {
+	Addr         string   // host:port; port 0 picks a free one
+	AllowedHosts []string // Django's ALLOWED_HOSTS for the Origin check
+	Log          *slog.Logger
+}
+
+// Server is the demo, listening.
+type Server struct {
+	Addr    string // host:port it listens on
+	BaseURL string // http://host:port, for the printed URLs and file links
+}
+
+// PageURL is the demo page.
+func (s *Server) PageURL() string { return s.BaseURL + "/demo/" }
+
+// WebSocketURL is the chat WebSocket of the conversation for p.
+func (s *Server) WebSocketURL(d *Demo, p Participant) string {
+	return "ws" + s.BaseURL[len("http"):] + wsPath(d, p)
+}
+
+func wsPath(d *Demo, p Participant) string {
+	return fmt.Sprintf("/ws/chat/%d/?token=%s", d.ConversationID, url.QueryEscape(p.Token))
+}
+
+// Serve runs the sidecar on the demo database with the memory channel
+// layer, plus the demo page and its endpoints, until ctx is done. ready,
+// when not nil, receives the Server once it listens.
+func Serve(ctx context.Context, d *Demo, cfg ServeConfig, ready chan<- *Server) error {
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("LISTEN_ADDR: %w", err)
+	}
+	defer ln.Close()
+	s := &Server{Addr: ln.Addr().String(), BaseURL: "http://" + urlHost(ln.Addr().(*net.TCPAddr))}
+
+	verifier, err := auth.NewVerifier(auth.Config{
+		Algorithm: "HS256", SigningKey: d.SecretKey, UserIDClaim: "user_id", TokenTypeClaim: "token_type",
+	})
+	if err != nil {
+		return err
+	}
+	media, err := mediastore.New(d.MediaRoot, "/media/", s.BaseURL)
+	if err != nil {
+		return err
+	}
+	sqldb, err := djangodb.OpenSQLite(d.DBPath, 4)
+	if err != nil {
+		return err
+	}
+	defer sqldb.Close()
+	store, err := djangodb.New(sqldb, djangodb.SQLite, djangodb.Schema{})
+	if err != nil {
+		return err
+	}
+	if err := store.CheckSchema(ctx); err != nil {
+		return err
+	}
+	chatSrv := consumer.New(consumer.Config{AllowedHosts: cfg.AllowedHosts, PublicBaseURL: s.BaseURL},
+		store, verifier, media, memlayer.New(0), log)
+
+	mux := http.NewServeMux()
+	mux.Handle("/ws/chat/", chatSrv)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	h := &handlers{d: d, store: store, log: log}
+	h.routes(mux, media.Root())
+
+	httpSrv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 2)
+	runCtx, stopRun := context.WithCancel(context.Background())
+	defer stopRun()
+	go func() { errc <- chatSrv.Run(runCtx) }()
+	go func() {
+		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}()
+	if ready != nil {
+		ready <- s
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		return err
+	}
+	drainCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = httpSrv.Shutdown(drainCtx)
+	_ = chatSrv.Shutdown(drainCtx)
+	return nil
+}
+
+// urlHost is the host:port to print for a listening address: loopback
+// when it listens on every interface.
+func urlHost(a *net.TCPAddr) string {
+	host := a.IP.String()
+	if a.IP == nil || a.IP.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, strconv.Itoa(a.Port))
+}
+
+// handlers are the demo-only routes.
+type handlers struct {
+	d     *Demo
+	store *djangodb.DB
+	log   *slog.Logger
+}
+
+func (h *handlers) routes(mux *http.ServeMux, mediaRoot string) {
+	page, _ := fs.Sub(webFS, "web")
+	mux.Handle("GET /demo/", http.StripPrefix("/demo/", http.FileServerFS(page)))
+	mux.HandleFunc("GET /demo/config", h.config)
+	mux.HandleFunc("POST /demo/block", h.block)
+	mux.HandleFunc("POST /demo/unblock", h.unblock)
+	// MEDIA_URL, so the file links of file messages open.
+	mux.Handle("GET /media/", http.StripPrefix("/media/", http.FileServer(http.Dir(mediaRoot))))
+	mux.Handle("GET /{$}", http.RedirectHandler("/demo/", http.StatusFound))
+}
+
+type pageParticipant struct {
+	Participant
+	WSPath string `json:"ws_path"`
+}
+
+func (h *handlers) config(w http.ResponseWriter, r *http.Request) {
+	blocked, err := h.store.IsBlocked(r.Context(), h.d.Listener.ID, h.d.Talker.ID)
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	writeJSON(w, map[string]any{
+		"conversation_id": h.d.ConversationID,
+		"blocked":         blocked,
+		"listener":        pageParticipant{h.d.Listener, wsPath(h.d, h.d.Listener)},
+		"talker":          pageParticipant{h.d.Talker, wsPath(h.d, h.d.Talker)},
+	})
+}
+
+// block inserts the block row as POST /api/listener/profiles/block_talker/
+// does for the listener: [T1] of PROTOCOL.md section 9.
+func (h *handlers) block(w http.ResponseWriter, r *http.Request) {
+	if !sameOrigin(r) {
+		http.Error(w, "cross-origin request refused", http.StatusForbidden)
+		return
+	}
+	created, err := h.store.Block(r.Context(), h.d.Listener.ID, h.d.Talker.ID, time.Now())
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	h.log.Info("demo: listener blocked talker", "created", created)
+	writeJSON(w, map[string]any{"blocked": true, "created": created})
+}
+
+// unblock deletes it, as .../unblock_talker/ does: [T5].
+func (h *handlers) unblock(w http.ResponseWriter, r *http.Request) {
+	if !sameOrigin(r) {
+		http.Error(w, "cross-origin request refused", http.StatusForbidden)
+		return
+	}
+	deleted, err := h.store.Unblock(r.Context(), h.d.Listener.ID, h.d.Talker.ID)
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	h.log.Info("demo: listener unblocked talker", "deleted", deleted)
+	writeJSON(w, map[string]any{"blocked": false, "deleted": deleted})
+}
+
+// sameOrigin refuses a browser POST made by another site's page.
+func sameOrigin(r *http.Request) bool {
+	o := r.Header.Get("Origin")
+	if o == "" {
+		return true
+	}
+	u, err := url.Parse(o)
+	return err == nil && u.Host == r.Host
+}
+
+func (h *handlers) fail(w http.ResponseWriter, err error) {
+	h.log.Error("demo endpoint", "err", err)
+	http.Error(w, err.Error(), http.StatusInternalServerError)
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(v)
+}
