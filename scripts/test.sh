@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test command of README.md: makes sure PostgreSQL, Redis, Go and the
+# The test command of README.md: makes sure PostgreSQL, Redis, Go, Chromium and the
 # Debian Python packages of the Django fixture are there (installing or
 # starting what is missing, as root on Debian), then runs every test.
 # Extra arguments go to `go test` (e.g. -run TestBlockingTimeline ./tests/e2e/).
@@ -39,6 +39,9 @@ if ! "$PY" -c 'import django, rest_framework, rest_framework_simplejwt, channels
 	apt_install python3 python3-django python3-djangorestframework python3-djangorestframework-simplejwt \
 		python3-django-channels python3-daphne python3-channels-redis python3-psycopg2 python3-websockets
 fi
+
+# Debian's Chromium, which the demo page's browser test drives (demo/browser_test.go).
+command -v chromium >/dev/null || apt_install chromium
 
 # PostgreSQL on 127.0.0.1:5432 with trust auth for postgres.
 pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }

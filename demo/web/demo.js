@@ -225,6 +225,8 @@ function showBlocked(blocked) {
   const b = document.getElementById("blockstate");
   b.textContent = blocked ? "talker blocked" : "not blocked";
   b.className = "badge" + (blocked ? " blocked" : "");
+  document.getElementById("block").disabled = blocked;
+  document.getElementById("unblock").disabled = !blocked;
 }
 
 async function post(path) {

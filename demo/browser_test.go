@@ -1,0 +1,159 @@
+package demo
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// blockedText is the error of PROTOCOL.md 5.1 step 2.
+const blockedText = "You cannot message this user because they have blocked you or you have blocked them"
+
+// TestPageInChromium drives /demo/ in headless Chromium (Debian's chromium
+// package) through T0–T2 and T5–T6 of PROTOCOL.md section 9: the talker's
+// message reaches the listener's pane; after "block" the talker's pane shows
+// the blocked error and the listener's pane gets nothing; after "unblock"
+// the next message arrives. Set DEMO_SCREENSHOTS=<dir> to keep screenshots.
+func TestPageInChromium(t *testing.T) {
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatalf("this test drives Debian's chromium, which is not installed: apt-get install chromium (scripts/test.sh does it): %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	d, err := Prepare(ctx, Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvCtx, stopSrv := context.WithCancel(ctx)
+	ready := make(chan *Server, 1)
+	served := make(chan error, 1)
+	go func() {
+		served <- Serve(srvCtx, d, ServeConfig{Addr: "127.0.0.1:0", AllowedHosts: []string{"localhost", "127.0.0.1"}}, ready)
+	}()
+	defer func() {
+		stopSrv()
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+	var srv *Server
+	select {
+	case srv = <-ready:
+	case err := <-served:
+		t.Fatalf("Serve: %v", err)
+	}
+
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
+		chromedp.ExecPath(chromium),
+		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck, chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.WindowSize(1280, 1000),
+	)
+	defer cancelAlloc()
+	browser, cancelBrowser := chromedp.NewContext(allocCtx, chromedp.WithLogf(t.Logf))
+	defer cancelBrowser()
+
+	shots := os.Getenv("DEMO_SCREENSHOTS")
+	shot := func(name string) {
+		if shots == "" {
+			return
+		}
+		png, err := chromedp.Run(browser, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Errorf("screenshot %s: %v", name, err)
+			return
+		}
+		if err := os.WriteFile(filepath.Join(shots, name+".png"), png, 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+	run := func(what string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(browser, actions...); err != nil {
+			shot("failed")
+			t.Fatalf("%s: %v\n%s", what, err, paneText(browser))
+		}
+	}
+	// waitFor polls a JavaScript condition on the page.
+	waitFor := func(what, cond string) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			ok, err := chromedp.Run(browser, chromedp.Evaluate[bool](cond))
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			if ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				shot("failed")
+				t.Fatalf("timed out waiting until %s (%s)\n%s", what, cond, paneText(browser))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	has := func(sel, text string) string {
+		return fmt.Sprintf(`(document.querySelector(%q)?.textContent ?? "").includes(%s)`, sel, strconv.Quote(text))
+	}
+	send := func(text string) {
+		t.Helper()
+		run("talker sends "+text,
+			chromedp.SendKeys(chromedp.CSS("#talker .text"), text),
+			chromedp.Click(chromedp.CSS("#talker .send")))
+	}
+
+	// T0: both connected, history loaded, chatting.
+	run("open the demo page", chromedp.Navigate(srv.PageURL()))
+	for _, role := range []string{"listener", "talker"} {
+		waitFor(role+" is connected", fmt.Sprintf(`document.querySelector("#%s .status")?.textContent === "connected"`, role))
+		waitFor(role+" has the history", has("#"+role+" .log", "conversation_history (0)"))
+	}
+	send("Hello from Tom")
+	waitFor("the listener's pane shows the talker's message", has("#listener .messages", "Hello from Tom"))
+	waitFor("the talker's pane shows its own message", has("#talker .messages", "Hello from Tom"))
+	shot("1-chatting")
+
+	// T1, T2: blocked; the talker gets the error, the listener nothing.
+	run("click block", chromedp.Click(chromedp.CSS("#block")))
+	waitFor("the badge says blocked", has("#blockstate", "talker blocked"))
+	send("Are you there?")
+	waitFor("the talker's pane shows the blocked error", has("#talker .errors", blockedText))
+	time.Sleep(500 * time.Millisecond) // room for a wrong broadcast to arrive
+	leaked, err := chromedp.Run(browser, chromedp.Evaluate[bool](has("#listener", "Are you there?")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if leaked {
+		t.Fatalf("the listener's pane shows a message sent while blocked\n%s", paneText(browser))
+	}
+	waitFor("the talker's list does not show it either", "!"+has("#talker .messages", "Are you there?"))
+	shot("2-blocked")
+
+	// T5, T6: unblocked; the next message arrives.
+	run("click unblock", chromedp.Click(chromedp.CSS("#unblock")))
+	waitFor("the badge says not blocked", has("#blockstate", "not blocked"))
+	send("Back again")
+	waitFor("the listener's pane shows the message sent after unblocking", has("#listener .messages", "Back again"))
+	waitFor("the listener's read receipt reaches the talker", `document.querySelector("#talker .msg.mine .read")?.textContent.includes("read") && !document.querySelector("#talker .msg.mine .read").textContent.includes("unread")`)
+	shot("3-unblocked")
+}
+
+// paneText is the page's panes as text, for failure messages.
+func paneText(ctx context.Context) string {
+	s, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("panes")?.innerText ?? ""`))
+	return s
+}
