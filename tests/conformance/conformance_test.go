@@ -33,47 +33,59 @@ func TestConformance(t *testing.T) {
 		t.Fatal("no scenarios/*.txt")
 	}
 	testenv.SidecarBinary(t) // build before the parallel runs start
-	for _, f := range files {
-		f := f
-		t.Run(f.Name, func(t *testing.T) {
+	for _, be := range testenv.Backends {
+		be := be
+		t.Run(be.Name, func(t *testing.T) {
 			t.Parallel()
-			var mu sync.Mutex
-			res := map[string]transcripts{}
-			t.Run("run", func(t *testing.T) {
-				for _, name := range []string{"python", "go"} {
-					name := name
-					t.Run(name, func(t *testing.T) {
-						t.Parallel()
-						tr := playSide(t, f, name)
-						mu.Lock()
-						res[name] = tr
-						mu.Unlock()
-					})
-				}
-			})
-			if res["python"] == nil || res["go"] == nil {
-				t.Fatal("a run did not finish; see its log above")
-			}
-			for _, sc := range f.Scenarios {
-				sc := sc
-				t.Run(sc.Name, func(t *testing.T) {
-					compare(t, sc, res["python"][sc], res["go"][sc])
+			for _, f := range files {
+				f := f
+				t.Run(f.Name, func(t *testing.T) {
+					t.Parallel()
+					testFile(t, be, f)
 				})
 			}
 		})
 	}
 }
 
+// testFile plays scenario file f on backend be, once per side (each with
+// its own fresh database), and compares the transcripts.
+func testFile(t *testing.T, be testenv.Backend, f *File) {
+	var mu sync.Mutex
+	res := map[string]transcripts{}
+	t.Run("run", func(t *testing.T) {
+		for _, name := range []string{"python", "go"} {
+			name := name
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				tr := playSide(t, be, f, name)
+				mu.Lock()
+				res[name] = tr
+				mu.Unlock()
+			})
+		}
+	})
+	if res["python"] == nil || res["go"] == nil {
+		t.Fatal("a run did not finish; see its log above")
+	}
+	for _, sc := range f.Scenarios {
+		sc := sc
+		t.Run(sc.Name, func(t *testing.T) {
+			compare(t, be.Name, sc, res["python"][sc], res["go"][sc])
+		})
+	}
+}
+
 // playSide sets up one side for file f and plays its scenarios in order.
-func playSide(t *testing.T, f *File, name string) transcripts {
-	db := testenv.Postgres(t)
+func playSide(t *testing.T, be testenv.Backend, f *File, name string) transcripts {
+	db := be.New(t)
 	media := t.TempDir()
 	env := []string{
 		"DATABASE_URL=" + db.DSN, "SECRET_KEY=" + secretKey, "MEDIA_ROOT=" + media,
 		"PUBLIC_BASE_URL=" + publicBase, "ALLOWED_HOSTS=*",
 	}
 	env = append(env, f.Env...)
-	s := &side{name: name, db: db, media: media}
+	s := &side{name: name, backend: be.Name, db: db, media: media}
 	if name == "python" {
 		s.short = "py"
 		d := testenv.StartDaphne(t, append(env, f.PyEnv...))
@@ -99,12 +111,12 @@ func playSide(t *testing.T, f *File, name string) transcripts {
 		out[sc] = &transcript{entries: entries, divSeen: ids.divSeen}
 	}
 	if dir := os.Getenv("CONFORMANCE_OUT"); dir != "" {
-		writeTranscripts(t, dir, f, name, out, s.logs())
+		writeTranscripts(t, dir, be.Name+"."+f.Name, f, name, out, s.logs())
 	}
 	return out
 }
 
-func writeTranscripts(t *testing.T, dir string, f *File, side string, tr transcripts, logs string) {
+func writeTranscripts(t *testing.T, dir, base string, f *File, side string, tr transcripts, logs string) {
 	var b strings.Builder
 	for _, sc := range f.Scenarios {
 		fmt.Fprintf(&b, "== scenario %s\n", sc.Name)
@@ -113,8 +125,8 @@ func writeTranscripts(t *testing.T, dir string, f *File, side string, tr transcr
 		}
 	}
 	os.MkdirAll(dir, 0o755)
-	os.WriteFile(filepath.Join(dir, f.Name+"."+side+".txt"), []byte(b.String()), 0o644)
-	os.WriteFile(filepath.Join(dir, f.Name+"."+side+".log"), []byte(logs), 0o644)
+	os.WriteFile(filepath.Join(dir, base+"."+side+".txt"), []byte(b.String()), 0o644)
+	os.WriteFile(filepath.Join(dir, base+"."+side+".log"), []byte(logs), 0o644)
 }
 
 // byStep groups entries by the line of their step (0: end of scenario).
@@ -129,7 +141,7 @@ func byStep(entries []*Entry) map[int][]*Entry {
 // compare reports every difference between the Python and Go transcripts of
 // one scenario that is not declared as a divergence, every expectation the
 // Python reference does not meet, and lists the declared divergences.
-func compare(t *testing.T, sc *Scenario, pyT, goT *transcript) {
+func compare(t *testing.T, backend string, sc *Scenario, pyT, goT *transcript) {
 	py, gov := pyT.entries, goT.entries
 	for _, k := range sortedFields(sc.DivFields) {
 		t.Logf("expected divergence %q (field %s): Python values %s, Go values %s",
@@ -144,8 +156,14 @@ func compare(t *testing.T, sc *Scenario, pyT, goT *transcript) {
 	steps := append([]*Step{}, sc.Steps...)
 	steps = append(steps, &Step{Line: 0, Text: "(end of scenario)"})
 	var diffs []string
+	nSteps, nDivs := 0, 0
+	for _, st := range sc.Steps {
+		if st.on(backend) {
+			nSteps++
+		}
+	}
 	for _, st := range steps {
-		if st.Side != "" {
+		if st.Side != "" || !st.on(backend) {
 			continue
 		}
 		a, b := pys[st.Line], gos[st.Line]
@@ -182,6 +200,10 @@ func compare(t *testing.T, sc *Scenario, pyT, goT *transcript) {
 		}
 	}
 	for _, dv := range sc.Divergences {
+		if !dv.on(backend) {
+			continue
+		}
+		nDivs++
 		var b strings.Builder
 		fmt.Fprintf(&b, "expected divergence %q (line %d):", dv.Label, dv.Line)
 		for _, st := range dv.Steps {
@@ -202,7 +224,7 @@ func compare(t *testing.T, sc *Scenario, pyT, goT *transcript) {
 		}
 		t.Log(b.String())
 	}
-	t.Logf("%d steps, %d divergences, %d undeclared differences", len(sc.Steps), len(sc.Divergences), len(diffs))
+	t.Logf("%s: %d steps, %d divergences, %d undeclared differences", backend, nSteps, nDivs, len(diffs))
 }
 
 func failures(entries []*Entry) []string {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/chatsidecar/sidecar/djangodb"
 	"github.com/chatsidecar/sidecar/tests/testenv"
 )
 
@@ -46,6 +47,7 @@ func (e *Entry) show() string {
 type side struct {
 	name    string // "python" or "go"
 	short   string // "py" or "go"
+	backend string // testenv.Backend name: "postgres" or "sqlite"
 	db      *testenv.Database
 	wsAddr  string
 	rest    string
@@ -63,6 +65,7 @@ type fixture struct {
 // setupFixtures creates the users and conversations of every scenario of f
 // and mints their tokens with one manage.py run.
 func setupFixtures(t *testing.T, db *testenv.Database, f *File) map[*Scenario]*fixture {
+	t.Helper()
 	out := map[*Scenario]*fixture{}
 	var all []int64
 	for i, sc := range f.Scenarios {
@@ -78,9 +81,7 @@ func setupFixtures(t *testing.T, db *testenv.Database, f *File) map[*Scenario]*f
 			all = append(all, id)
 		}
 		if sc.ConvID > 0 {
-			if _, err := db.DB.Exec(`SELECT setval('chat_conversation_id_seq', $1, false)`, sc.ConvID); err != nil {
-				t.Fatalf("set conversation id: %v", err)
-			}
+			setNextConvID(t, db, sc.ConvID)
 		}
 		fx.conv = db.CreateConversation(t, fx.users[sc.Listener], fx.users[sc.Talker], sc.Status)
 		if sc.ConvID > 0 && fx.conv != sc.ConvID {
@@ -97,6 +98,24 @@ func setupFixtures(t *testing.T, db *testenv.Database, f *File) map[*Scenario]*f
 		}
 	}
 	return out
+}
+
+// setNextConvID makes id the next id chat_conversation hands out: the
+// sequence on PostgreSQL, sqlite_sequence on SQLite (Django's SQLite
+// primary keys are AUTOINCREMENT).
+func setNextConvID(t *testing.T, db *testenv.Database, id int64) {
+	t.Helper()
+	var err error
+	if db.Dialect == djangodb.SQLite {
+		if _, err = db.DB.Exec(`DELETE FROM sqlite_sequence WHERE name = 'chat_conversation'`); err == nil {
+			_, err = db.DB.Exec(`INSERT INTO sqlite_sequence (name, seq) VALUES ('chat_conversation', $1)`, id-1)
+		}
+	} else {
+		_, err = db.DB.Exec(`SELECT setval('chat_conversation_id_seq', $1, false)`, id)
+	}
+	if err != nil {
+		t.Fatalf("set conversation id: %v", err)
+	}
 }
 
 // emailOf is the address setupFixtures gave actor a of scenario i.
@@ -142,7 +161,7 @@ func (r *runner) play() []*Entry {
 	r.conns = map[string]*conn{}
 	r.files0 = countFiles(r.s.media)
 	for _, st := range r.sc.Steps {
-		if st.Side != "" && st.Side != r.s.short {
+		if st.Side != "" && st.Side != r.s.short || !st.on(r.s.backend) {
 			continue
 		}
 		r.step(st)
@@ -253,7 +272,8 @@ func (r *runner) step(st *Step) {
 			r.add(st, "", "error", "set_status needs a status", "")
 			return
 		}
-		r.exec(st, `UPDATE chat_conversation SET status = $2, updated_at = now() WHERE id = $1`, r.fx.conv, st.Args[0])
+		r.exec(st, `UPDATE chat_conversation SET status = $2, updated_at = $3 WHERE id = $1`, r.fx.conv, st.Args[0],
+			r.s.db.Time(time.Now().UTC().Truncate(time.Microsecond)))
 	case "delete_conversation":
 		r.exec(st, `DELETE FROM chat_fileattachment WHERE message_id IN (SELECT id FROM chat_message WHERE conversation_id = $1)`, r.fx.conv)
 		r.exec(st, `DELETE FROM chat_message WHERE conversation_id = $1`, r.fx.conv)

@@ -47,20 +47,33 @@ type Step struct {
 	Line int
 	Text string // the line as written
 	Side string // "" (both runs), "py" or "go"
-	Div  *Divergence
-	Op   string
-	Conn string   // connection name (actor[#n]) for connection steps
-	Args []string // tokens after Op (and Conn)
-	Rest string   // raw text after Op and Conn (send, expect)
+	// Backend is "" (every backend) or the testenv.Backend name the step
+	// runs on alone ("postgres", "sqlite").
+	Backend string
+	Div     *Divergence
+	Op      string
+	Conn    string   // connection name (actor[#n]) for connection steps
+	Args    []string // tokens after Op (and Conn)
+	Rest    string   // raw text after Op and Conn (send, expect)
 }
 
 // Divergence is a block of side-specific steps declaring an expected
 // difference listed in PROTOCOL.md.
 type Divergence struct {
-	Label string
-	Line  int
-	Steps []*Step
+	Label   string
+	Line    int
+	Backend string // "" (every backend) or the one backend it is declared for
+	Steps   []*Step
 }
+
+// on reports whether st runs on backend be.
+func (s *Step) on(be string) bool { return s.Backend == "" || s.Backend == be }
+
+// on reports whether dv is declared for backend be.
+func (dv *Divergence) on(be string) bool { return dv.Backend == "" || dv.Backend == be }
+
+// backendNames are the backends a step or divergence may be restricted to.
+var backendNames = map[string]bool{"postgres": true, "sqlite": true}
 
 func (s *Step) where() string {
 	return fmt.Sprintf("line %d `%s`", s.Line, strings.TrimSpace(s.Text))
@@ -197,11 +210,18 @@ func parseFile(path string) (*File, error) {
 			if div != nil {
 				return nil, errf(n, "nested divergence")
 			}
-			label, err := tokens(rest)
-			if err != nil || len(label) != 1 {
-				return nil, errf(n, `want divergence "<label>"`)
+			toks, err := tokens(rest)
+			if err != nil || len(toks) < 1 || len(toks) > 2 {
+				return nil, errf(n, `want divergence "<label>" [on=<backend>]`)
 			}
-			div = &Divergence{Label: label[0], Line: n}
+			div = &Divergence{Label: toks[0], Line: n}
+			if len(toks) == 2 {
+				be, ok := strings.CutPrefix(toks[1], "on=")
+				if !ok || !backendNames[be] {
+					return nil, errf(n, "unknown divergence option %q (want on=postgres or on=sqlite)", toks[1])
+				}
+				div.Backend = be
+			}
 			sc.Divergences = append(sc.Divergences, div)
 		case "end":
 			if div == nil {
@@ -213,6 +233,20 @@ func parseFile(path string) (*File, error) {
 			div = nil
 		default:
 			st := &Step{Line: n, Text: line}
+			if word == "on" {
+				be, r := cut(rest)
+				if !backendNames[be] {
+					return nil, errf(n, "want on <postgres|sqlite> <step>")
+				}
+				if div != nil {
+					return nil, errf(n, "a divergence block is restricted to a backend with on=<backend>, not its steps")
+				}
+				st.Backend = be
+				word, rest = cut(r)
+			}
+			if div != nil {
+				st.Backend = div.Backend
+			}
 			if word == "py" || word == "go" {
 				if div == nil {
 					return nil, errf(n, "a %s-only step must sit in a divergence block", word)
