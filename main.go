@@ -98,6 +98,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 		AllowedHosts: cfg.AllowedHosts, PublicBaseURL: cfg.PublicBaseURL,
 		MaxFrameBytes: cfg.MaxFrameBytes, MaxFileBytes: cfg.MaxFileBytes, SendQueue: cfg.SendQueue,
 		PingInterval: cfg.PingInterval, PingTimeout: cfg.PingTimeout, WriteTimeout: cfg.WriteTimeout,
+		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst,
 	}, store, verifier, media, layer, log)
 
 	mux := http.NewServeMux()

@@ -56,6 +56,8 @@ type Config struct {
 	MaxFrameBytes int64         `envconfig:"MAX_FRAME_BYTES" default:"16777216" desc:"largest client frame; larger closes with 1009"`
 	MaxFileBytes  int64         `envconfig:"MAX_FILE_BYTES" default:"10485760" desc:"largest decoded file of a file_message"`
 	SendQueue     int           `envconfig:"SEND_QUEUE" default:"256" desc:"frames queued per connection; a connection whose queue is full is closed"`
+	RateLimit     float64       `envconfig:"RATE_LIMIT" default:"100" desc:"frames per second a connection may send on average (0: no limit); more get an error frame"`
+	RateBurst     int           `envconfig:"RATE_BURST" default:"200" desc:"frames a connection may send at once; a client still sending this many past the limit is closed with 1008"`
 	PingInterval  time.Duration `envconfig:"PING_INTERVAL" default:"20s" desc:"how often idle connections are pinged"`
 	PingTimeout   time.Duration `envconfig:"PING_TIMEOUT" default:"30s" desc:"close a connection this long after a ping without a pong"`
 	WriteTimeout  time.Duration `envconfig:"WRITE_TIMEOUT" default:"10s" desc:"longest time one frame may take to write"`
@@ -150,6 +152,9 @@ func (c Config) Validate() error {
 		if c.LayerExpiry < Seconds(time.Second) || c.LayerGroupExpiry < Seconds(time.Second) {
 			return errors.New("CHANNEL_LAYER_EXPIRY and CHANNEL_LAYER_GROUP_EXPIRY: must be at least 1 second")
 		}
+	}
+	if c.RateLimit < 0 || (c.RateLimit > 0 && c.RateBurst <= 0) {
+		return errors.New("RATE_LIMIT and RATE_BURST: a positive burst is needed with a limit (RATE_LIMIT=0 turns the limit off)")
 	}
 	if c.JWTLeeway < 0 {
 		return errors.New("SIMPLE_JWT_LEEWAY: must not be negative")

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
 
 	"github.com/chatsidecar/sidecar/chat"
 )
@@ -34,6 +35,9 @@ type conn struct {
 	closing bool     // shutting down: the writer sends 1001 when drained
 
 	endOnce sync.Once
+
+	limiter *rate.Limiter // nil: no rate limit
+	refused int           // frames refused in a row by the limiter
 }
 
 // start queues the connect frames, then what arrived meanwhile.
@@ -80,15 +84,20 @@ func (c *conn) push(frame []byte) bool {
 	}
 }
 
-// drop closes a connection that cannot keep up, with 1008. The close is
-// written by another goroutine: a full socket would block it, and the caller
-// may be delivering a group event to other connections.
+// drop closes a connection that cannot keep up, with 1008.
 func (c *conn) drop(reason string) {
 	c.log.Warn("dropping connection", "reason", reason)
+	c.closeNow(websocket.ClosePolicyViolation, reason)
+}
+
+// closeNow ends the connection with a close frame. The frame is written by
+// another goroutine: a full socket would block it, and the caller may be
+// delivering a group event to other connections.
+func (c *conn) closeNow(code int, reason string) {
 	c.end()
 	if ws := c.socket(); ws != nil {
 		go func() {
-			msg := websocket.FormatCloseMessage(websocket.ClosePolicyViolation, reason)
+			msg := websocket.FormatCloseMessage(code, reason)
 			_ = ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(c.srv.cfg.WriteTimeout))
 			_ = ws.Close()
 		}()
@@ -166,6 +175,9 @@ func (c *conn) readLoop() {
 			break
 		}
 		c.alive()
+		if !c.allow() {
+			continue
+		}
 		if typ == websocket.BinaryMessage {
 			c.enqueue(errorFrame(errBinary))
 			continue
@@ -173,6 +185,28 @@ func (c *conn) readLoop() {
 		c.handle(data)
 	}
 	c.readFailed(nil)
+}
+
+// allow applies the rate limit to one frame: it reports whether to handle
+// it, and closes a connection that keeps sending past the limit.
+func (c *conn) allow() bool {
+	select {
+	case <-c.done:
+		return false
+	default:
+	}
+	if c.limiter == nil || c.limiter.Allow() {
+		c.refused = 0
+		return true
+	}
+	c.refused++
+	if c.refused > c.srv.cfg.RateBurst {
+		c.log.Warn("closing: rate limit exceeded")
+		c.closeNow(websocket.ClosePolicyViolation, "rate limit exceeded")
+		return false
+	}
+	c.enqueue(c.srv.rateLimited)
+	return false
 }
 
 // readFailed ends the connection after the read loop stops.
@@ -201,13 +235,12 @@ func (c *conn) readFailed(err error) {
 }
 
 // writeLoop writes queued frames and pings; it is the only writer of data.
+// It closes the socket when a write fails; when the connection ends another
+// way, whoever ended it closes the socket (after its close frame).
 func (c *conn) writeLoop() {
 	cfg := c.srv.cfg
 	ping := time.NewTicker(cfg.PingInterval)
-	defer func() {
-		ping.Stop()
-		c.kill()
-	}()
+	defer ping.Stop()
 	for {
 		select {
 		case frame := <-c.send:
@@ -215,15 +248,18 @@ func (c *conn) writeLoop() {
 			if frame == nil {
 				msg := websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down")
 				_ = c.ws.WriteMessage(websocket.CloseMessage, msg)
+				c.kill()
 				return
 			}
 			if err := c.ws.WriteMessage(websocket.TextMessage, frame); err != nil {
 				c.log.Debug("write failed", "err", err)
+				c.kill()
 				return
 			}
 		case <-ping.C:
 			_ = c.ws.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
 			if err := c.ws.WriteMessage(websocket.PingMessage, nil); err != nil {
+				c.kill()
 				return
 			}
 		case <-c.done:

@@ -58,6 +58,12 @@ type Config struct {
 	PingInterval  time.Duration
 	PingTimeout   time.Duration
 	WriteTimeout  time.Duration
+	// RateLimit is the frames per second a connection may send on average
+	// (0: no limit), RateBurst how many it may send at once. A frame over
+	// the limit is refused with an error frame; a client that goes on
+	// sending RateBurst more is closed with 1008.
+	RateLimit float64
+	RateBurst int
 }
 
 func (c *Config) setDefaults() {
@@ -78,5 +84,8 @@ func (c *Config) setDefaults() {
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second
+	}
+	if c.RateLimit > 0 && c.RateBurst <= 0 {
+		c.RateBurst = max(1, int(c.RateLimit))
 	}
 }

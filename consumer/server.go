@@ -3,6 +3,7 @@ package consumer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"regexp"
@@ -10,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
 
 	"github.com/chatsidecar/sidecar/chat"
 	"github.com/chatsidecar/sidecar/djangodb"
@@ -42,6 +44,8 @@ type Server struct {
 	wg       sync.WaitGroup // one per connection
 
 	events serial // group events, in order per group
+
+	rateLimited []byte // the error frame of a frame over the rate limit
 }
 
 // New returns a server; call Run to receive group events.
@@ -60,6 +64,7 @@ func New(cfg Config, store Store, verifier Verifier, media Media, layer Layer, l
 		CheckOrigin: func(*http.Request) bool { return true },
 	}
 	s.events.max = 4 * cfg.SendQueue
+	s.rateLimited = errorFrame(fmt.Sprintf("Too many messages: at most %g per second", cfg.RateLimit))
 	return s
 }
 
@@ -176,7 +181,15 @@ func (s *Server) admit(ctx context.Context, segment, token string) (*conn, int, 
 		srv: s, user: user, conv: conv, segment: segment,
 		group: "chat_" + segment, channel: s.layer.NewChannel(),
 		send: make(chan []byte, s.cfg.SendQueue), done: make(chan struct{}),
+		limiter: s.newLimiter(),
 	}, 0, nil
+}
+
+func (s *Server) newLimiter() *rate.Limiter {
+	if s.cfg.RateLimit <= 0 {
+		return nil
+	}
+	return rate.NewLimiter(rate.Limit(s.cfg.RateLimit), s.cfg.RateBurst)
 }
 
 func isASCIIDigits(s string) bool {

@@ -199,3 +199,28 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Section 8: frames over the rate limit get an error frame and are not
+// handled; a client that keeps on is closed with 1008.
+func TestRateLimit(t *testing.T) {
+	w := newWorld(t, testenv.Backends[0], "active", func(c *consumerConfig) {
+		c.RateLimit = 0.01 // one frame per 100 s: the burst is all a test gets
+		c.RateBurst = 3
+	})
+	tc := w.connect(w.talker)
+	for i := 0; i < 3; i++ {
+		tc.send(`{"type": "nope"}`)
+		tc.expectError("Unknown message type: nope")
+	}
+	for i := 0; i < 3; i++ {
+		tc.send(`{"type": "chat_message", "message": "over the limit"}`)
+		tc.expectError("Too many messages: at most 0.01 per second")
+	}
+	if n := w.messages(); n != 0 {
+		t.Errorf("%d messages saved over the limit", n)
+	}
+	tc.send(`{"type": "nope"}`)
+	if code := tc.closeCode(); code != websocket.ClosePolicyViolation {
+		t.Errorf("close code %d, want 1008", code)
+	}
+}
