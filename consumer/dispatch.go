@@ -52,12 +52,7 @@ func (c *conn) chatMessage(ctx context.Context, frame pyjson.Object) {
 		c.enqueue(errorFrame(errText))
 		return
 	}
-	// Layer 1: refuse before trying to save.
-	if blocked, err := c.srv.store.IsBlocked(ctx, c.conv.ListenerID, c.conv.TalkerID); err != nil {
-		c.serverError("check block", err)
-		return
-	} else if blocked {
-		c.enqueue(errorFrame(errBlockedText))
+	if !c.mayWrite(ctx, errBlockedText) {
 		return
 	}
 	msg, err := c.srv.store.SaveText(ctx, djangodb.Draft{
@@ -83,11 +78,7 @@ func (c *conn) fileMessage(ctx context.Context, frame pyjson.Object) {
 		c.enqueue(errorFrame(errText))
 		return
 	}
-	if blocked, err := c.srv.store.IsBlocked(ctx, c.conv.ListenerID, c.conv.TalkerID); err != nil {
-		c.serverError("check block", err)
-		return
-	} else if blocked {
-		c.enqueue(errorFrame(errBlockedFile))
+	if !c.mayWrite(ctx, errBlockedFile) {
 		return
 	}
 	data, filename, clean, errText := c.decodeFile(fileV, nameV)
@@ -111,6 +102,21 @@ func (c *conn) fileMessage(ctx context.Context, frame pyjson.Object) {
 		return
 	}
 	c.broadcast(ctx, msg)
+}
+
+// mayWrite is layer 1 of the blocking design: the block is checked before
+// trying to save. When it reports false, the client has had its error frame.
+func (c *conn) mayWrite(ctx context.Context, blockedText string) bool {
+	blocked, err := c.srv.store.IsBlocked(ctx, c.conv.ListenerID, c.conv.TalkerID)
+	switch {
+	case err != nil:
+		c.serverError("check block", err)
+		return false
+	case blocked:
+		c.enqueue(errorFrame(blockedText))
+		return false
+	}
+	return true
 }
 
 // decodeFile checks and decodes the file of a file_message; errText is the
