@@ -1,13 +1,10 @@
 package main
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
-	"io"
-	"log/slog"
 	"net/http"
 	"testing"
 
@@ -37,29 +34,9 @@ func TestRS256TokensFromSimpleJWT(t *testing.T) {
 
 	t.Setenv("SIMPLE_JWT_ALGORITHM", "RS256")
 	t.Setenv("SIMPLE_JWT_VERIFYING_KEY", string(public))
-	cfg := testConfig(t, db.DSN)
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	errc := make(chan error, 1)
-	go func() { errc <- run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), ready) }()
-	defer func() { cancel(); <-errc }()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-errc:
-		t.Fatalf("run: %v", err)
-	}
+	addr := start(t, testConfig(t, db.DSN)).addr
+	dialChat(t, addr, conv, rs) // the RS256 token is accepted
 	url := "ws://" + addr + "/ws/chat/" + itoa(conv) + "/?token="
-	ws, _, err := websocket.DefaultDialer.Dial(url+rs, nil)
-	if err != nil {
-		t.Fatalf("RS256 token from SimpleJWT refused: %v", err)
-	}
-	defer ws.Close()
-	for i := 0; i < 3; i++ {
-		if _, _, err := ws.ReadMessage(); err != nil {
-			t.Fatal(err)
-		}
-	}
 	_, resp, err := websocket.DefaultDialer.Dial(url+hs, nil)
 	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
 		t.Errorf("HS256 token under RS256: %v %v, want 403", err, resp)

@@ -1,13 +1,9 @@
 package main
 
 import (
-	"context"
-	"io"
-	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/gorilla/websocket"
 
@@ -23,30 +19,8 @@ func TestRunSQLite(t *testing.T) {
 	talker := db.CreateUser(t, "t@example.com", "", "talker")
 	conv := db.CreateConversation(t, listener, talker, "active")
 	tok := testenv.MintTokens(t, db.DSN, []string{"SECRET_KEY=" + secret}, talker)[talker].Access
-	cfg := testConfig(t, db.DSN)
-
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ready := make(chan string, 1)
-	errc := make(chan error, 1)
-	go func() { errc <- run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), ready) }()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-errc:
-		t.Fatalf("run: %v", err)
-	}
-	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws/chat/"+itoa(conv)+"/?token="+tok, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.Close()
-	_ = ws.SetReadDeadline(time.Now().Add(20 * time.Second))
-	for i := 0; i < 3; i++ {
-		if _, _, err := ws.ReadMessage(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	s := start(t, testConfig(t, db.DSN))
+	ws := dialChat(t, s.addr, conv, tok)
 	if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"type": "chat_message", "message": "on sqlite"}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -57,8 +31,7 @@ func TestRunSQLite(t *testing.T) {
 	if err := db.DB.QueryRow(`SELECT content FROM chat_message WHERE conversation_id = $1`, conv).Scan(&content); err != nil || content != "on sqlite" {
 		t.Errorf("row content %q, %v", content, err)
 	}
-	cancel()
-	if err := <-errc; err != nil {
+	if err := s.stop(); err != nil {
 		t.Errorf("run returned %v", err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -43,6 +44,52 @@ func testConfig(t *testing.T, dsn string) config.Config {
 	return cfg
 }
 
+// started is the wired program running in the test.
+type started struct {
+	addr string
+	stop func() error // cancels run (SIGTERM) and returns what it returned
+}
+
+// start runs the program with cfg until stop or the end of the test.
+func start(t *testing.T, cfg config.Config) *started {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	errc := make(chan error, 1)
+	go func() { errc <- run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), ready) }()
+	var once sync.Once
+	var runErr error
+	s := &started{stop: func() error {
+		once.Do(func() { cancel(); runErr = <-errc })
+		return runErr
+	}}
+	t.Cleanup(func() { _ = s.stop() })
+	select {
+	case s.addr = <-ready:
+	case err := <-errc:
+		once.Do(func() { cancel() })
+		t.Fatalf("run: %v", err)
+	}
+	return s
+}
+
+// dialChat connects to a conversation and reads the three connect frames.
+func dialChat(t *testing.T, addr string, conv int64, token string) *websocket.Conn {
+	t.Helper()
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws/chat/"+itoa(conv)+"/?token="+token, nil)
+	if err != nil {
+		t.Fatalf("connect to conversation %d: %v", conv, err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	_ = ws.SetReadDeadline(time.Now().Add(20 * time.Second))
+	for i := 0; i < 3; i++ {
+		if _, _, err := ws.ReadMessage(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ws
+}
+
 // The wired program serves health, readiness and the chat route, and a
 // cancelled context (SIGTERM) closes connections with 1001 and returns.
 func TestRunServesAndShutsDown(t *testing.T) {
@@ -51,19 +98,8 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	talker := db.CreateUser(t, "t@example.com", "", "talker")
 	conv := db.CreateConversation(t, listener, talker, "active")
 	tok := testenv.MintTokens(t, db.DSN, []string{"SECRET_KEY=" + secret}, talker)[talker].Access
-	cfg := testConfig(t, db.DSN)
-
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ready := make(chan string, 1)
-	errc := make(chan error, 1)
-	go func() { errc <- run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), ready) }()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-errc:
-		t.Fatalf("run: %v", err)
-	}
+	s := start(t, testConfig(t, db.DSN))
+	addr := s.addr
 	for _, path := range []string{"/healthz", "/readyz"} {
 		resp, err := http.Get("http://" + addr + path)
 		if err != nil {
@@ -74,23 +110,15 @@ func TestRunServesAndShutsDown(t *testing.T) {
 			t.Errorf("%s: %d", path, resp.StatusCode)
 		}
 	}
-	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws/chat/"+itoa(conv)+"/?token="+tok, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.Close()
-	for i := 0; i < 3; i++ {
-		if _, _, err := ws.ReadMessage(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cancel()
+	ws := dialChat(t, addr, conv, tok)
+	stopped := make(chan error, 1)
+	go func() { stopped <- s.stop() }()
 	_ = ws.SetReadDeadline(time.Now().Add(20 * time.Second))
-	_, _, err = ws.ReadMessage()
+	_, _, err := ws.ReadMessage()
 	if ce, ok := err.(*websocket.CloseError); !ok || ce.Code != websocket.CloseGoingAway {
 		t.Errorf("after shutdown: %v, want close 1001", err)
 	}
-	if err := <-errc; err != nil {
+	if err := <-stopped; err != nil {
 		t.Errorf("run returned %v", err)
 	}
 }
@@ -98,13 +126,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 // /readyz says 503 when the database stops answering.
 func TestReadyzWithoutDatabase(t *testing.T) {
 	db := testenv.Postgres(t)
-	cfg := testConfig(t, db.DSN)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ready := make(chan string, 1)
-	errc := make(chan error, 1)
-	go func() { errc <- run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), ready) }()
-	addr := <-ready
+	addr := start(t, testConfig(t, db.DSN)).addr
 	// Refuse new connections to the database and cut the open ones, from
 	// the maintenance database.
 	adm, err := sql.Open("postgres", strings.Replace(db.DSN, "/"+db.Name, "/postgres", 1))
@@ -129,8 +151,6 @@ func TestReadyzWithoutDatabase(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("/readyz with the database refusing connections: %d, want 503", resp.StatusCode)
 	}
-	cancel()
-	<-errc
 }
 
 // Start-up refuses bad settings and a schema it cannot use, with one line
