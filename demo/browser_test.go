@@ -16,11 +16,15 @@ import (
 // blockedText is the error of PROTOCOL.md 5.1 step 2.
 const blockedText = "You cannot message this user because they have blocked you or you have blocked them"
 
+// blockedFileText is the error of PROTOCOL.md 5.2 step 2.
+const blockedFileText = "You cannot send files to this user because they have blocked you or you have blocked them"
+
 // TestPageInChromium drives /demo/ in headless Chromium (Debian's chromium
-// package) through T0–T2 and T5–T6 of PROTOCOL.md section 9: the talker's
+// package) through the timeline of PROTOCOL.md section 9: the talker's
 // message reaches the listener's pane; after "block" the talker's pane shows
-// the blocked error and the listener's pane gets nothing; after "unblock"
-// the next message arrives. Set DEMO_SCREENSHOTS=<dir> to keep screenshots.
+// the blocked errors (text, file) and the listener's pane gets nothing, and
+// a reconnection is refused; after "unblock" the next message and a file
+// arrive, and the file link serves the file. Set DEMO_SCREENSHOTS=<dir> to keep screenshots.
 func TestPageInChromium(t *testing.T) {
 	chromium, err := exec.LookPath("chromium")
 	if err != nil {
@@ -141,13 +145,36 @@ func TestPageInChromium(t *testing.T) {
 		t.Fatalf("the listener's pane shows a message sent while blocked\n%s", paneText(browser))
 	}
 	waitFor("the talker's list does not show it either", "!"+has("#talker .messages", "Are you there?"))
+	// T3: a file is refused with the file wording.
+	upload := filepath.Join(t.TempDir(), "note.txt")
+	if err := os.WriteFile(upload, []byte("a note from Tom\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run("talker sends a file while blocked",
+		chromedp.SetUploadFiles(chromedp.CSS("#talker .file"), []string{upload}),
+		chromedp.Click(chromedp.CSS("#talker .sendfile")))
+	waitFor("the talker's pane shows the file error", has("#talker .errors", blockedFileText))
+	// T4': a new connection is refused.
+	run("talker reconnects while blocked", chromedp.Click(chromedp.CSS("#talker .reconnect")))
+	waitFor("the talker's reconnection is refused", has("#talker .status", "refused"))
 	shot("2-blocked")
 
 	// T5, T6: unblocked; the next message arrives.
 	run("click unblock", chromedp.Click(chromedp.CSS("#unblock")))
 	waitFor("the badge says not blocked", has("#blockstate", "not blocked"))
+	run("talker reconnects", chromedp.Click(chromedp.CSS("#talker .reconnect")))
+	waitFor("the talker is connected again", `document.querySelector("#talker .status")?.textContent === "connected"`)
 	send("Back again")
 	waitFor("the listener's pane shows the message sent after unblocking", has("#listener .messages", "Back again"))
+	run("talker sends the file",
+		chromedp.SetUploadFiles(chromedp.CSS("#talker .file"), []string{upload}),
+		chromedp.Click(chromedp.CSS("#talker .sendfile")))
+	waitFor("the listener's pane links the file", has("#listener .messages .file a", "note.txt"))
+	body, err := chromedp.Run(browser, chromedp.Evaluate[string](
+		`fetch(document.querySelector("#listener .file a").href).then(r => r.text())`, chromedp.EvalAwaitPromise))
+	if err != nil || body != "a note from Tom\n" {
+		t.Fatalf("the file link gives %q, %v", body, err)
+	}
 	waitFor("the listener's read receipt reaches the talker", `document.querySelector("#talker .msg.mine .read")?.textContent.includes("read") && !document.querySelector("#talker .msg.mine .read").textContent.includes("unread")`)
 	shot("3-unblocked")
 }
