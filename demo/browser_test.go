@@ -121,11 +121,13 @@ func TestPageInChromium(t *testing.T) {
 	}
 
 	// T0: both connected, history loaded, chatting.
+	start := time.Now()
 	run("open the demo page", chromedp.Navigate(srv.PageURL()))
 	for _, role := range []string{"listener", "talker"} {
 		waitFor(role+" is connected", fmt.Sprintf(`document.querySelector("#%s .status")?.textContent === "connected"`, role))
 		waitFor(role+" has the history", has("#"+role+" .log", "conversation_history (0)"))
 	}
+	t.Logf("page loaded, both panes connected with their history: %v after navigating", time.Since(start).Round(time.Millisecond))
 	send("Hello from Tom")
 	waitFor("the listener's pane shows the talker's message", has("#listener .messages", "Hello from Tom"))
 	waitFor("the talker's pane shows its own message", has("#talker .messages", "Hello from Tom"))
