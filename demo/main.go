@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"strings"
 )
 
@@ -25,7 +26,7 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 		fmt.Fprintln(stderr, "usage: sidecar demo [-db path] [-force]")
 		fmt.Fprintln(stderr, "Serves the chat WebSocket on a new SQLite database with a listener, a talker and")
 		fmt.Fprintln(stderr, "an active conversation, plus a page showing both at /demo/. LISTEN_ADDR (default "+DefaultAddr+")")
-		fmt.Fprintln(stderr, "and ALLOWED_HOSTS (default localhost,127.0.0.1) are read from the environment.")
+		fmt.Fprintln(stderr, "and ALLOWED_HOSTS (default localhost,127.0.0.1,[::1]) are read from the environment.")
 		fl.PrintDefaults()
 	}
 	if err := fl.Parse(args); err != nil {
@@ -75,8 +76,8 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 
 func printReady(w io.Writer, d *Demo, s *Server) {
 	keep := "removed on exit; -db path keeps one"
-	if !d.ownDir {
-		keep = "kept"
+	if !d.ownDir || filepath.Dir(d.DBPath) != d.Dir {
+		keep = "kept on exit"
 	}
 	fmt.Fprintf(w, `sidecar demo: Django's schema in a new SQLite file, a listener, a talker and
 an active conversation (#%d) between them.
