@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/chatsidecar/sidecar/auth"
 	"github.com/chatsidecar/sidecar/djangodb"
 )
 
@@ -95,8 +96,8 @@ func Prepare(ctx context.Context, opts Options) (_ *Demo, err error) {
 		return nil, fmt.Errorf("seed %s: %w", d.DBPath, err)
 	}
 	now := time.Now()
-	d.Listener.Token = mintAccess(d.SecretKey, d.Listener.ID, now, TokenLifetime)
-	d.Talker.Token = mintAccess(d.SecretKey, d.Talker.ID, now, TokenLifetime)
+	d.Listener.Token = auth.MintAccess(d.SecretKey, d.Listener.ID, now, TokenLifetime)
+	d.Talker.Token = auth.MintAccess(d.SecretKey, d.Talker.ID, now, TokenLifetime)
 	return d, nil
 }
 

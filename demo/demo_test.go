@@ -149,7 +149,7 @@ func TestPrepareRefusesExistingFile(t *testing.T) {
 
 func TestMintAccessExpiry(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	_, claims := tokenParts(t, mintAccess("k", 7, now, time.Hour))
+	_, claims := tokenParts(t, auth.MintAccess("k", 7, now, time.Hour))
 	var c map[string]any
 	if err := json.Unmarshal([]byte(claims), &c); err != nil {
 		t.Fatal(err)

@@ -19,11 +19,8 @@ package main
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -39,6 +36,8 @@ import (
 
 	"github.com/gorilla/websocket"
 	_ "github.com/lib/pq"
+
+	"github.com/chatsidecar/sidecar/auth"
 )
 
 func main() {
@@ -109,15 +108,9 @@ func seed(db *sql.DB, n int) ([]pair, error) {
 	return out, nil
 }
 
-// token signs an access token shaped as SimpleJWT mints them.
+// token mints an access token as SimpleJWT does.
 func token(secret string, user int64) string {
-	enc := base64.RawURLEncoding
-	now := time.Now().Unix()
-	payload := fmt.Sprintf(`{"token_type":"access","exp":%d,"iat":%d,"jti":"%s","user_id":%d}`, now+3600, now, randHex(16), user)
-	signing := enc.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." + enc.EncodeToString([]byte(payload))
-	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write([]byte(signing))
-	return signing + "." + enc.EncodeToString(mac.Sum(nil))
+	return auth.MintAccess(secret, user, time.Now(), time.Hour)
 }
 
 func randHex(n int) string {
