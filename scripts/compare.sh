@@ -20,7 +20,7 @@ export MEDIA_ROOT=${MEDIA_ROOT:-$(mktemp -d)}
 export PUBLIC_BASE_URL=http://127.0.0.1:$PY_PORT
 export ALLOWED_HOSTS='*'
 
-psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
+PGOPTIONS=--client-min-messages=warning psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
 "$PY" tests/django/manage.py migrate -v0
 ids=$("$PY" tests/django/manage.py shell -c "
 from django.contrib.auth import get_user_model
