@@ -210,19 +210,37 @@ func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 // rest calls the Python REST API as user.
 func (s *stack) rest(addr, path string, user int64, contentType string, body io.Reader) (int, []byte) {
 	s.t.Helper()
-	req, err := http.NewRequest(http.MethodPost, "http://"+addr+path, body)
+	code, b, err := s.post(addr, path, user, contentType, body)
 	if err != nil {
 		s.t.Fatal(err)
+	}
+	return code, b
+}
+
+// restNoFail is rest for another goroutine than the test's: a transport
+// failure is status 0.
+func (s *stack) restNoFail(addr, path string, user int64, contentType, body string) (int, string) {
+	code, b, err := s.post(addr, path, user, contentType, strings.NewReader(body))
+	if err != nil {
+		return 0, err.Error()
+	}
+	return code, string(b)
+}
+
+func (s *stack) post(addr, path string, user int64, contentType string, body io.Reader) (int, []byte, error) {
+	req, err := http.NewRequest(http.MethodPost, "http://"+addr+path, body)
+	if err != nil {
+		return 0, nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+s.tokens[user].Access)
 	req.Header.Set("Content-Type", contentType)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		s.t.Fatal(err)
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
 }
 
 func (s *stack) block(addr string, on bool) {
@@ -239,17 +257,29 @@ func (s *stack) block(addr string, on bool) {
 
 func (s *stack) upload(addr string, user int64, name string, data []byte, caption string) []byte {
 	s.t.Helper()
+	ct, form := multipartFile(name, data, caption)
+	code, body := s.rest(addr, "/api/chat/conversations/"+itoa(s.conv)+"/upload_file/", user, ct, form)
+	if code != http.StatusCreated {
+		s.t.Fatalf("upload: %d %s", code, body)
+	}
+	return body
+}
+
+// uploadNoFail is upload for another goroutine than the test's.
+func (s *stack) uploadNoFail(addr string, user int64, name string, data []byte) (int, string) {
+	ct, form := multipartFile(name, data, "")
+	return s.restNoFail(addr, "/api/chat/conversations/"+itoa(s.conv)+"/upload_file/", user, ct, form.String())
+}
+
+// multipartFile is the upload endpoint's form: file and content.
+func multipartFile(name string, data []byte, caption string) (string, *bytes.Buffer) {
 	var buf bytes.Buffer
 	mw := multipart.NewWriter(&buf)
 	fw, _ := mw.CreateFormFile("file", name)
 	fw.Write(data)
 	mw.WriteField("content", caption)
 	mw.Close()
-	code, body := s.rest(addr, "/api/chat/conversations/"+itoa(s.conv)+"/upload_file/", user, mw.FormDataContentType(), &buf)
-	if code != http.StatusCreated {
-		s.t.Fatalf("upload: %d %s", code, body)
-	}
-	return body
+	return mw.FormDataContentType(), &buf
 }
 
 func (s *stack) messages() int {
