@@ -113,6 +113,14 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 			http.Error(w, "database: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
+		// The Redis layer: connections are served without it, but their
+		// messages reach no one else.
+		if p, ok := layer.(interface{ Ping(context.Context) error }); ok {
+			if err := p.Ping(pctx); err != nil {
+				http.Error(w, "channel layer: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
 		fmt.Fprintln(w, "ok")
 	})
 	httpSrv := &http.Server{

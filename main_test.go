@@ -194,3 +194,32 @@ func lastLine(s string) string {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// With CHANNEL_LAYER=redis, /readyz also says 503 while Redis is down, and
+// 200 again once it is back.
+func TestReadyzWithoutRedis(t *testing.T) {
+	db := testenv.Postgres(t)
+	r := testenv.StartRedis(t)
+	t.Setenv("CHANNEL_LAYER", "redis")
+	t.Setenv("REDIS_URL", r.URL())
+	addr := start(t, testConfig(t, db.DSN)).addr
+	ready := func() int {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := ready(); code != http.StatusOK {
+		t.Fatalf("/readyz with Redis up: %d", code)
+	}
+	r.Stop()
+	if code := ready(); code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz with Redis down: %d, want 503", code)
+	}
+	r.Start()
+	if code := ready(); code != http.StatusOK {
+		t.Errorf("/readyz with Redis back: %d, want 200", code)
+	}
+}

@@ -33,6 +33,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"path"
 	"strconv"
 	"strings"
@@ -618,4 +619,22 @@ func (l *Layer) demultiplex(event pyjson.Object) ([]string, pyjson.Object) {
 		}
 	}
 	return channels, out
+}
+
+// Ping reports whether every Redis host answers, for readiness checks.
+func (l *Layer) Ping(ctx context.Context) error {
+	for i, c := range l.clients {
+		if err := c.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("redis %s: %w", redactURL(l.cfg.Hosts[i]), err)
+		}
+	}
+	return nil
+}
+
+// redactURL hides a password in a redis:// URL.
+func redactURL(s string) string {
+	if u, err := url.Parse(s); err == nil {
+		return u.Redacted()
+	}
+	return s
 }

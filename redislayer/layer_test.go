@@ -370,8 +370,16 @@ func TestRedisRestart(t *testing.T) {
 		t.Fatalf("before: %+v", d)
 	}
 
+	if err := g.Ping(ctx); err != nil {
+		t.Errorf("Ping with Redis up: %v", err)
+	}
 	srv.stop()
 	time.Sleep(500 * time.Millisecond)
+	pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+	if err := g.Ping(pctx); err == nil {
+		t.Error("Ping with Redis down returned no error")
+	}
+	pcancel()
 	sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
 	if err := g.GroupSend(sctx, "r", pyjson.Object{{Key: "type", Value: "down"}}); err == nil {
 		t.Error("GroupSend with Redis down returned no error")

@@ -190,8 +190,8 @@ func TestTwoSidecarsAndDaphneExactlyOnce(t *testing.T) {
 // layer is down stays in the history and its sender gets an error frame;
 // the sidecars reconnect and re-join their groups by themselves.
 func TestRedisRestart(t *testing.T) {
-	r := startPrivateRedis(t)
-	s := newStack(t, r.url())
+	r := testenv.StartRedis(t)
+	s := newStack(t, r.URL())
 	sa, sb := testenv.StartSidecar(t, s.env), testenv.StartSidecar(t, s.env)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -204,13 +204,13 @@ func TestRedisRestart(t *testing.T) {
 	talker.expect("new_message")
 	listener.expect("new_message")
 
-	r.stop()
+	r.Stop()
 	talker.send(`{"type": "chat_message", "message": "while down"}`)
 	talker.expectError("Message saved but could not be delivered to the conversation, please reconnect")
 	if n := s.messages(); n != 2 {
 		t.Fatalf("%d messages, want 2: the message sent while Redis was down must be saved", n)
 	}
-	r.start()
+	r.Start()
 
 	// Delivery resumes without restarting anything. A message broadcast
 	// before both layers have re-joined reaches only some (it is saved), so
