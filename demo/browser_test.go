@@ -156,6 +156,35 @@ func TestPageInChromium(t *testing.T) {
 		chromedp.SetUploadFiles(chromedp.CSS("#talker .file"), []string{upload}),
 		chromedp.Click(chromedp.CSS("#talker .sendfile")))
 	waitFor("the talker's pane shows the file error", has("#talker .errors", blockedFileText))
+	// T4: typing while blocked: nothing reaches the listener. The barrier
+	// is a mark_read sent on the talker's socket after the typing frame
+	// (never blocked): the listener's read receipt comes after anything the
+	// typing could have caused.
+	count := func(sel, text string) string {
+		return fmt.Sprintf(`[...document.querySelectorAll(%q)].filter((li) => li.textContent.includes(%s)).length`,
+			sel+" li", strconv.Quote(text))
+	}
+	typingBefore, err := chromedp.Run(browser, chromedp.Evaluate[int](count("#listener .log", "← typing")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	receiptsBefore, err := chromedp.Run(browser, chromedp.Evaluate[int](count("#listener .log", "← read_receipt")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run("talker types while blocked", chromedp.SendKeys(chromedp.CSS("#talker .text"), "typing while blocked"))
+	waitFor("the talker's typing frame is sent", count("#talker .log", "→ typing true")+" > 0")
+	run("barrier: mark_read on the talker's socket", chromedp.Evaluate[chromedp.Void](`panes[1].send({type: "mark_read"})`))
+	waitFor("the listener gets the read receipt", fmt.Sprintf("%s > %d", count("#listener .log", "← read_receipt"), receiptsBefore))
+	typingAfter, err := chromedp.Run(browser, chromedp.Evaluate[int](count("#listener .log", "← typing")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if typingAfter != typingBefore {
+		t.Fatalf("the listener got a typing frame from a blocked talker\n%s", paneText(browser))
+	}
+	run("clear the talker's text", chromedp.Evaluate[chromedp.Void](`document.querySelector("#talker .text").value = ""`))
+
 	// T4': a new connection is refused.
 	run("talker reconnects while blocked", chromedp.Click(chromedp.CSS("#talker .reconnect")))
 	waitFor("the talker's reconnection is refused", has("#talker .status", "refused"))

@@ -242,6 +242,7 @@ async function main() {
   const panes = [new Pane(cfg.listener, cfg.talker), new Pane(cfg.talker, cfg.listener)];
   const host = document.getElementById("panes");
   for (const p of panes) { host.append(p.root); p.connect(); }
+  window.panes = panes; // for the browser test, and the curious in the console
   for (const [id, path] of [["block", "/demo/block"], ["unblock", "/demo/unblock"]]) {
     document.getElementById(id).addEventListener("click", async () => {
       try { showBlocked((await post(path)).blocked); } catch (e) { panes[0].showError(String(e)); }
