@@ -230,15 +230,7 @@ func (d *DB) insertChecked(ctx context.Context, tx *sql.Tx, m Draft, typ string,
 	conv := chat.Conversation{ID: m.ConversationID}
 	var blocked bool
 	err := tx.QueryRowContext(ctx, d.q.sendState, m.ConversationID).Scan(&conv.TalkerID, &conv.Status, &blocked)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return 0, chat.ErrConversationGone
-	case err != nil:
-		return 0, fmt.Errorf("insert message into conversation %d: %w", m.ConversationID, err)
-	case blocked:
-		return 0, chat.ErrBlocked
-	}
-	if err := conv.CanSend(m.Sender.ID); err != nil {
+	if err := refusal(err, conv, blocked, m.Sender.ID); err != nil {
 		return 0, err
 	}
 	at := d.timeArg(now)
@@ -263,21 +255,29 @@ func (d *DB) insertMessage(ctx context.Context, q queryRower, m Draft, typ strin
 	)
 	err := q.QueryRowContext(ctx, d.q.insertMessage, m.ConversationID, m.Sender.ID, m.Content, typ, now).
 		Scan(&status, &talkerID, &blocked, &id)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return 0, chat.ErrConversationGone
-	case err != nil:
-		return 0, fmt.Errorf("insert message into conversation %d: %w", m.ConversationID, err)
-	case blocked:
-		return 0, chat.ErrBlocked
-	case !id.Valid:
-		conv := chat.Conversation{ID: m.ConversationID, TalkerID: talkerID, Status: status}
-		if err := conv.CanSend(m.Sender.ID); err != nil {
-			return 0, err
-		}
+	conv := chat.Conversation{ID: m.ConversationID, TalkerID: talkerID, Status: status}
+	if err := refusal(err, conv, blocked, m.Sender.ID); err != nil {
+		return 0, err
+	}
+	if !id.Valid {
 		return 0, fmt.Errorf("insert message into conversation %d: no row written", m.ConversationID)
 	}
 	return id.Int64, nil
+}
+
+// refusal maps the conversation's state, as read by the write itself (scan
+// is the error of reading it), to the contract's errors in the contract's
+// order: gone, blocked, status. Nil means the sender may write.
+func refusal(scan error, conv chat.Conversation, blocked bool, senderID int64) error {
+	switch {
+	case errors.Is(scan, sql.ErrNoRows):
+		return chat.ErrConversationGone
+	case scan != nil:
+		return fmt.Errorf("insert message into conversation %d: %w", conv.ID, scan)
+	case blocked:
+		return chat.ErrBlocked
+	}
+	return conv.CanSend(senderID)
 }
 
 // History returns every message of the conversation, newest first.
