@@ -1,13 +1,16 @@
 package main
 
 import (
+	"context"
+	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/gorilla/websocket"
 
-	"github.com/chatsidecar/sidecar/djangodb"
+	"github.com/chatsidecar/sidecar/app"
 	"github.com/chatsidecar/sidecar/tests/testenv"
 )
 
@@ -18,7 +21,7 @@ func TestRunSQLite(t *testing.T) {
 	listener := db.CreateUser(t, "l@example.com", "", "listener")
 	talker := db.CreateUser(t, "t@example.com", "", "talker")
 	conv := db.CreateConversation(t, listener, talker, "active")
-	tok := testenv.MintTokens(t, db.DSN, []string{"SECRET_KEY=" + secret}, talker)[talker].Access
+	tok := testenv.Mint(secret, talker)[talker].Access
 	s := start(t, testConfig(t, db.DSN))
 	ws := dialChat(t, s.addr, conv, tok)
 	if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"type": "chat_message", "message": "on sqlite"}`)); err != nil {
@@ -38,15 +41,18 @@ func TestRunSQLite(t *testing.T) {
 
 // A missing SQLite file stops start-up naming DATABASE_URL; the sidecar
 // never creates Django's database.
-func TestOpenDatabaseSQLiteMissing(t *testing.T) {
+func TestSQLiteMissing(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "db.sqlite3")
 	cfg := testConfig(t, "sqlite://"+missing)
-	db, dialect, err := openDatabase(cfg)
+	a, err := app.New(context.Background(), cfg, slog.New(slog.DiscardHandler), app.Options{})
 	if err == nil {
-		db.Close()
-		t.Fatalf("openDatabase(%s) succeeded", cfg.DatabaseURL)
+		a.Close()
+		t.Fatalf("app.New(%s) succeeded", cfg.DatabaseURL)
 	}
-	if dialect != djangodb.SQLite || !strings.HasPrefix(err.Error(), "DATABASE_URL:") {
-		t.Errorf("openDatabase = %v, %v; want SQLite and an error naming DATABASE_URL", dialect, err)
+	if !strings.HasPrefix(err.Error(), "DATABASE_URL:") {
+		t.Errorf("app.New = %v; want an error naming DATABASE_URL", err)
+	}
+	if _, err := os.Stat(missing); err == nil {
+		t.Error("the missing file was created")
 	}
 }

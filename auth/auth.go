@@ -30,16 +30,17 @@ var (
 	ErrNoUserID     = fmt.Errorf("%w: no recognizable user identification", ErrInvalidToken)
 )
 
-// Config mirrors Django's SIMPLE_JWT settings.
+// Config mirrors Django's SIMPLE_JWT settings. Every field is used as
+// given; the defaults are the configuration's (package config).
 type Config struct {
-	Algorithm      string        // HS256 (default), HS384, HS512, RS256/384/512, ES256/384/512
+	Algorithm      string        // HS256, HS384, HS512, RS256/384/512, ES256/384/512
 	SigningKey     string        // HMAC secret (defaults to SECRET_KEY at the caller); unused for RS/ES
 	VerifyingKey   string        // PEM public key (or certificate, or private key) for RS*/ES*
 	Audience       string        // checked only when non-empty
 	Issuer         string        // checked only when non-empty
 	Leeway         time.Duration // tolerance on exp, nbf and iat
-	UserIDClaim    string        // default "user_id"
-	TokenTypeClaim string        // default "token_type"
+	UserIDClaim    string        // "user_id" in SimpleJWT's defaults
+	TokenTypeClaim string        // "token_type" in SimpleJWT's defaults
 }
 
 // Verifier checks SimpleJWT access tokens. It is safe for concurrent use.
@@ -61,14 +62,11 @@ var curves = map[string]elliptic.Curve{"ES256": elliptic.P256(), "ES384": ellipt
 
 // NewVerifier checks cfg and prepares the key. Errors name the Django setting at fault.
 func NewVerifier(cfg Config) (*Verifier, error) {
-	if cfg.Algorithm == "" {
-		cfg.Algorithm = "HS256"
-	}
 	if cfg.UserIDClaim == "" {
-		cfg.UserIDClaim = "user_id"
+		return nil, errors.New("SIMPLE_JWT_USER_ID_CLAIM: empty")
 	}
 	if cfg.TokenTypeClaim == "" {
-		cfg.TokenTypeClaim = "token_type"
+		return nil, errors.New("SIMPLE_JWT_TOKEN_TYPE_CLAIM: empty")
 	}
 	if cfg.Leeway < 0 {
 		return nil, errors.New("SIMPLE_JWT_LEEWAY: must not be negative")

@@ -99,9 +99,23 @@ func hs256(t testing.TB, payload string) string {
 	return sign(t, "HS256", []byte(secret), `{"alg":"HS256","typ":"JWT"}`, payload)
 }
 
+// simpleJWT fills what cfg leaves empty with SimpleJWT's defaults.
+func simpleJWT(cfg Config) Config {
+	if cfg.Algorithm == "" {
+		cfg.Algorithm = "HS256"
+	}
+	if cfg.UserIDClaim == "" {
+		cfg.UserIDClaim = "user_id"
+	}
+	if cfg.TokenTypeClaim == "" {
+		cfg.TokenTypeClaim = "token_type"
+	}
+	return cfg
+}
+
 func newVerifier(t testing.TB, cfg Config, at time.Time) *Verifier {
 	t.Helper()
-	v, err := NewVerifier(cfg)
+	v, err := NewVerifier(simpleJWT(cfg))
 	if err != nil {
 		t.Fatalf("NewVerifier: %v", err)
 	}
@@ -355,6 +369,18 @@ func TestGarbage(t *testing.T) {
 	})
 }
 
+// NewVerifier takes no defaults of its own: the configuration has them.
+func TestNewVerifierNeedsClaimNames(t *testing.T) {
+	for _, cfg := range []Config{
+		{Algorithm: "HS256", SigningKey: secret, TokenTypeClaim: "token_type"},
+		{Algorithm: "HS256", SigningKey: secret, UserIDClaim: "user_id"},
+	} {
+		if _, err := NewVerifier(cfg); err == nil || !strings.Contains(err.Error(), "SIMPLE_JWT_") {
+			t.Errorf("NewVerifier(%+v) error = %v; want one naming the setting", cfg, err)
+		}
+	}
+}
+
 func TestNewVerifier(t *testing.T) {
 	k := keys()
 	rsaPub := pubPEM(t, &k.rsa.PublicKey)
@@ -366,7 +392,7 @@ func TestNewVerifier(t *testing.T) {
 		cfg     Config
 		setting string // "" means accepted
 	}{
-		{"defaults to HS256", Config{SigningKey: secret}, ""},
+		{"HS256", Config{SigningKey: secret}, ""},
 		{"HS512", Config{Algorithm: "HS512", SigningKey: secret}, ""},
 		{"HS ignores verifying key", Config{SigningKey: secret, VerifyingKey: "junk"}, ""},
 		{"RS256", Config{Algorithm: "RS256", VerifyingKey: rsaPub}, ""},
@@ -388,7 +414,7 @@ func TestNewVerifier(t *testing.T) {
 		{"negative leeway", Config{SigningKey: secret, Leeway: -time.Second}, "SIMPLE_JWT_LEEWAY"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			v, err := NewVerifier(tc.cfg)
+			v, err := NewVerifier(simpleJWT(tc.cfg))
 			if tc.setting == "" {
 				if err != nil || v == nil {
 					t.Fatalf("NewVerifier = %v, %v; want a verifier", v, err)

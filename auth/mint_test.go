@@ -23,7 +23,7 @@ func TestMintAccess(t *testing.T) {
 	if !want.Match(payload) {
 		t.Errorf("payload %s: not SimpleJWT's shape", payload)
 	}
-	v, err := NewVerifier(Config{Algorithm: "HS256", SigningKey: "s3cret"})
+	v, err := NewVerifier(simpleJWT(Config{SigningKey: "s3cret"}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@
 package chat
 
 import (
+	"context"
 	"errors"
 	"time"
 )
@@ -73,12 +74,41 @@ type Attachment struct {
 	FileType string
 }
 
-// Outcomes of a save that the consumer turns into error frames.
+// Outcomes that callers branch on: a save the consumer turns into an error
+// frame, a connect it refuses.
 var (
 	ErrConversationGone = errors.New("conversation does not exist")
 	ErrBlocked          = errors.New("conversation is blocked")
 	ErrNotTalker        = errors.New("only the talker can send in a pending conversation")
+	ErrUserNotFound     = errors.New("user not found")
+	// ErrNUL refuses text holding a NUL character, which PostgreSQL cannot
+	// store; its text is the error Django raises, and the client sees it as
+	// written. The sidecar refuses it on every backend.
+	ErrNUL = errors.New("A string literal cannot contain NUL (0x00) characters.")
 )
+
+// Draft is a message to be written.
+type Draft struct {
+	ConversationID int64
+	Sender         User
+	Content        string
+	CreatedAt      time.Time // truncated to microseconds and made UTC by the save
+}
+
+// FileDraft is the attachment of a file message.
+type FileDraft struct {
+	Name     string // cleaned name to store under (see mediastore.CleanName)
+	Filename string // the name as the client sent it
+	Data     []byte
+	FileType string
+}
+
+// Files stores attachment bytes. A save writes them inside its transaction
+// and removes them when the transaction does not commit.
+type Files interface {
+	Save(ctx context.Context, name string, data []byte, now time.Time) (string, error)
+	Remove(relPath string) error
+}
 
 // StatusError refuses a message because of the conversation's status.
 type StatusError struct{ Status string }

@@ -3,24 +3,24 @@
 package config
 
 import (
+	"encoding"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
-
-	"github.com/chatsidecar/sidecar/djangodb"
 )
 
 // Config is every setting of the sidecar. The `desc` tags are the README's
 // configuration table.
 type Config struct {
 	ListenAddr  string `envconfig:"LISTEN_ADDR" default:":8001" desc:"address the HTTP/WebSocket server listens on"`
-	DatabaseURL string `envconfig:"DATABASE_URL" required:"true" desc:"Django's database: postgres://user:pass@host:5432/name?sslmode=disable or sqlite:///abs/path/db.sqlite3"`
+	DatabaseURL string `envconfig:"DATABASE_URL" desc:"(required) Django's database: postgres://user:pass@host:5432/name?sslmode=disable or sqlite:///abs/path/db.sqlite3"`
 	DBMaxConns  int    `envconfig:"DB_MAX_CONNS" default:"20" desc:"most open database connections"`
 
 	SecretKey       string  `envconfig:"SECRET_KEY" desc:"Django's SECRET_KEY (the HMAC key when SIMPLE_JWT_SIGNING_KEY is unset)"`
@@ -52,6 +52,7 @@ type Config struct {
 	LayerExpiry      Seconds  `envconfig:"CHANNEL_LAYER_EXPIRY" default:"60" desc:"channels_redis expiry in seconds (message TTL)"`
 	LayerGroupExpiry Seconds  `envconfig:"CHANNEL_LAYER_GROUP_EXPIRY" default:"86400" desc:"channels_redis group_expiry in seconds (the sidecar refreshes its own memberships)"`
 	LayerKeys        []string `envconfig:"CHANNEL_LAYER_SYMMETRIC_ENCRYPTION_KEYS" desc:"channels_redis symmetric_encryption_keys, comma-separated (encrypt with the first)"`
+	LayerChannelCap  []string `envconfig:"CHANNEL_LAYER_CHANNEL_CAPACITY" desc:"channels_redis channel_capacity as glob=capacity pairs, comma-separated, first match wins (e.g. specific.*=500)"`
 
 	MaxFrameBytes int64         `envconfig:"MAX_FRAME_BYTES" default:"16777216" desc:"largest client frame; larger closes with 1009"`
 	MaxFileBytes  int64         `envconfig:"MAX_FILE_BYTES" default:"10485760" desc:"largest decoded file of a file_message"`
@@ -88,20 +89,82 @@ func (s *Seconds) Decode(v string) error {
 // Load reads the configuration from the environment and checks it. The
 // error is one line naming the variable.
 func Load() (Config, error) {
+	c, err := load("")
+	if err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+// Default is the configuration with every variable unset: the defaults of
+// the struct tags, the only place they are written, decoded as envconfig
+// decodes them (TestDefault checks both agree). It is not valid as it is
+// (DATABASE_URL and a key are required); callers set what they need. Unlike
+// Load it reads nothing, so parallel tests can build configurations.
+func Default() Config {
 	var c Config
-	if err := envconfig.Process("", &c); err != nil {
+	v := reflect.ValueOf(&c).Elem()
+	for i := 0; i < v.NumField(); i++ {
+		f := v.Type().Field(i)
+		if def, ok := f.Tag.Lookup("default"); ok {
+			if err := decode(v.Field(i), def); err != nil {
+				panic(fmt.Sprintf("config: default of %s: %v", f.Tag.Get("envconfig"), err)) // a bad tag is a bug
+			}
+		}
+	}
+	return c
+}
+
+// decode sets a field from text, for the kinds Config uses.
+func decode(f reflect.Value, s string) error {
+	if d, ok := f.Addr().Interface().(envconfig.Decoder); ok {
+		return d.Decode(s)
+	}
+	if u, ok := f.Addr().Interface().(encoding.TextUnmarshaler); ok {
+		return u.UnmarshalText([]byte(s))
+	}
+	if f.Type() == reflect.TypeOf(time.Duration(0)) {
+		d, err := time.ParseDuration(s)
+		f.SetInt(int64(d))
+		return err
+	}
+	switch f.Kind() {
+	case reflect.String:
+		f.SetString(s)
+	case reflect.Int, reflect.Int64:
+		n, err := strconv.ParseInt(s, 0, 64)
+		f.SetInt(n)
+		return err
+	case reflect.Float64:
+		x, err := strconv.ParseFloat(s, 64)
+		f.SetFloat(x)
+		return err
+	case reflect.Slice:
+		f.Set(reflect.ValueOf(strings.Split(s, ",")))
+	default:
+		return fmt.Errorf("no default decoding for %s", f.Type())
+	}
+	return nil
+}
+
+func load(prefix string) (Config, error) {
+	var c Config
+	if err := envconfig.Process(prefix, &c); err != nil {
 		var pe *envconfig.ParseError
 		if errors.As(err, &pe) {
 			return c, fmt.Errorf("%s: invalid value %q: %v", pe.KeyName, pe.Value, pe.Err)
 		}
 		return c, err
 	}
-	return c, c.Validate()
+	return c, nil
 }
 
 // Validate checks what envconfig cannot.
 func (c Config) Validate() error {
-	if path, ok := djangodb.SQLitePath(c.DatabaseURL); ok {
+	if c.DatabaseURL == "" {
+		return errors.New("DATABASE_URL: required (postgres://user@host:port/dbname or sqlite:///abs/path/db.sqlite3)")
+	}
+	if path, ok := c.SQLitePath(); ok {
 		if path == "" || strings.ContainsAny(path, "?#") {
 			return errors.New("DATABASE_URL: want sqlite:///abs/path/db.sqlite3 (no '?' or '#' in the path)")
 		}
@@ -159,7 +222,45 @@ func (c Config) Validate() error {
 	if c.JWTLeeway < 0 {
 		return errors.New("SIMPLE_JWT_LEEWAY: must not be negative")
 	}
+	if _, err := c.ChannelCapacity(); err != nil {
+		return err
+	}
 	return nil
+}
+
+// SQLitePath returns the file path of a Django-style SQLite DATABASE_URL:
+// sqlite:///abs/path/db.sqlite3 (three slashes and an absolute path) or
+// sqlite:relative/path. ok is false when the URL is not an SQLite one.
+func (c Config) SQLitePath() (path string, ok bool) {
+	rest, found := strings.CutPrefix(c.DatabaseURL, "sqlite:")
+	if !found {
+		return "", false
+	}
+	if strings.HasPrefix(rest, "//") {
+		// sqlite:///abs → "/abs"; sqlite:////abs, as some tools write it, too.
+		rest = "/" + strings.TrimLeft(rest, "/")
+	}
+	return rest, true
+}
+
+// CapacityRule is one CHANNEL_LAYER_CHANNEL_CAPACITY pair.
+type CapacityRule struct {
+	Pattern  string
+	Capacity int
+}
+
+// ChannelCapacity parses CHANNEL_LAYER_CHANNEL_CAPACITY, in order.
+func (c Config) ChannelCapacity() ([]CapacityRule, error) {
+	var out []CapacityRule
+	for _, pair := range c.LayerChannelCap {
+		pattern, n, ok := strings.Cut(pair, "=")
+		capacity, err := strconv.Atoi(n)
+		if !ok || pattern == "" || err != nil || capacity <= 0 {
+			return nil, fmt.Errorf("CHANNEL_LAYER_CHANNEL_CAPACITY: want glob=capacity pairs, got %q", pair)
+		}
+		out = append(out, CapacityRule{Pattern: pattern, Capacity: capacity})
+	}
+	return out, nil
 }
 
 // SigningKey is SIMPLE_JWT_SIGNING_KEY, or SECRET_KEY as Django defaults it.

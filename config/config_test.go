@@ -63,6 +63,8 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"SECRET_KEY", "", "SECRET_KEY"},
 		{"PUBLIC_BASE_URL", "not a url", "PUBLIC_BASE_URL"},
 		{"MEDIA_URL", "media", "MEDIA_URL"},
+		{"CHANNEL_LAYER_CHANNEL_CAPACITY", "specific.*", "CHANNEL_LAYER_CHANNEL_CAPACITY"},
+		{"CHANNEL_LAYER_CHANNEL_CAPACITY", "a=0", "CHANNEL_LAYER_CHANNEL_CAPACITY"},
 	} {
 		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
 			setenv(t, "DATABASE_URL", "postgres://u@h/db", "SECRET_KEY", "k")
@@ -79,6 +81,38 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 				t.Errorf("error %q: want one line naming %s", msg, tc.want)
 			}
 		})
+	}
+}
+
+// Default is what Load gives with no variable set, and reads nothing.
+func TestDefault(t *testing.T) {
+	setenv(t, "DATABASE_URL", "postgres://u@h/db", "SECRET_KEY", "k")
+	loaded, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("LISTEN_ADDR", ":9999")
+	c := Default()
+	if err := c.Validate(); err == nil || !strings.HasPrefix(err.Error(), "DATABASE_URL:") {
+		t.Errorf("Default().Validate() = %v, want DATABASE_URL required", err)
+	}
+	c.DatabaseURL, c.SecretKey = loaded.DatabaseURL, loaded.SecretKey
+	if !reflect.DeepEqual(c, loaded) {
+		t.Errorf("Default() = %+v\nLoad()    = %+v", c, loaded)
+	}
+}
+
+func TestChannelCapacity(t *testing.T) {
+	setenv(t, "DATABASE_URL", "postgres://u@h/db", "SECRET_KEY", "k",
+		"CHANNEL_LAYER_CHANNEL_CAPACITY", "specific.*=500,http.request=20")
+	c, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules, err := c.ChannelCapacity()
+	want := []CapacityRule{{"specific.*", 500}, {"http.request", 20}}
+	if err != nil || !reflect.DeepEqual(rules, want) {
+		t.Errorf("ChannelCapacity() = %v, %v; want %v", rules, err, want)
 	}
 }
 

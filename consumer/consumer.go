@@ -1,6 +1,7 @@
-// Package consumer is the chat protocol of PROTOCOL.md sections 4–8: the
-// WebSocket upgrade at ws/chat/<conversation_id>/, one read loop and one write
-// loop per connection, the dispatch of client frames and of group events.
+// Package consumer is the WebSocket protocol of the Python consumers the
+// sidecar replaces (docs/PROTOCOL.md sections 4–8): the upgrade at
+// ws/chat/<conversation_id>/, one reader and one writer per connection, the
+// dispatch of client frames and of group events.
 package consumer
 
 import (
@@ -8,7 +9,6 @@ import (
 	"time"
 
 	"github.com/chatsidecar/sidecar/chat"
-	"github.com/chatsidecar/sidecar/djangodb"
 	"github.com/chatsidecar/sidecar/pyjson"
 )
 
@@ -17,8 +17,8 @@ type Store interface {
 	User(ctx context.Context, id int64) (chat.User, error)
 	Conversation(ctx context.Context, id int64) (conv chat.Conversation, blocked bool, err error)
 	IsBlocked(ctx context.Context, listenerID, talkerID int64) (bool, error)
-	SaveText(ctx context.Context, m djangodb.Draft) (chat.Message, error)
-	SaveFile(ctx context.Context, m djangodb.Draft, f djangodb.FileDraft, files djangodb.Files) (chat.Message, error)
+	SaveText(ctx context.Context, m chat.Draft) (chat.Message, error)
+	SaveFile(ctx context.Context, m chat.Draft, f chat.FileDraft, files chat.Files) (chat.Message, error)
 	History(ctx context.Context, conversationID int64) ([]chat.Message, error)
 	MarkRead(ctx context.Context, conversationID, readerID int64) (int64, error)
 }
@@ -30,7 +30,7 @@ type Verifier interface {
 
 // Media is Django's FileSystemStorage (mediastore.Storage).
 type Media interface {
-	djangodb.Files
+	chat.Files
 	URL(relPath string) string
 }
 
@@ -48,7 +48,8 @@ type Layer interface {
 	Receive(ctx context.Context) (channels []string, event pyjson.Object, err error)
 }
 
-// Config holds the protocol's settings and limits.
+// Config holds the protocol's settings and limits. Every field is used as
+// given: the defaults are the configuration's (package config).
 type Config struct {
 	AllowedHosts  []string // Django's ALLOWED_HOSTS, for the Origin check
 	PublicBaseURL string   // base of api_info's example_url
@@ -64,28 +65,4 @@ type Config struct {
 	// sending RateBurst more is closed with 1008.
 	RateLimit float64
 	RateBurst int
-}
-
-func (c *Config) setDefaults() {
-	if c.MaxFrameBytes <= 0 {
-		c.MaxFrameBytes = 16 << 20
-	}
-	if c.MaxFileBytes <= 0 {
-		c.MaxFileBytes = 10 << 20
-	}
-	if c.SendQueue <= 0 {
-		c.SendQueue = 256
-	}
-	if c.PingInterval <= 0 {
-		c.PingInterval = 20 * time.Second
-	}
-	if c.PingTimeout <= 0 {
-		c.PingTimeout = 30 * time.Second
-	}
-	if c.WriteTimeout <= 0 {
-		c.WriteTimeout = 10 * time.Second
-	}
-	if c.RateLimit > 0 && c.RateBurst <= 0 {
-		c.RateBurst = max(1, int(c.RateLimit))
-	}
 }

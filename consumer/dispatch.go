@@ -8,7 +8,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/chatsidecar/sidecar/chat"
-	"github.com/chatsidecar/sidecar/djangodb"
 	"github.com/chatsidecar/sidecar/mediastore"
 	"github.com/chatsidecar/sidecar/pyjson"
 )
@@ -55,7 +54,7 @@ func (c *conn) chatMessage(ctx context.Context, frame pyjson.Object) {
 	if !c.mayWrite(ctx, errBlockedText) {
 		return
 	}
-	msg, err := c.srv.store.SaveText(ctx, djangodb.Draft{
+	msg, err := c.srv.store.SaveText(ctx, chat.Draft{
 		ConversationID: c.conv.ID, Sender: c.user, Content: content, CreatedAt: time.Now(),
 	})
 	if err != nil {
@@ -94,8 +93,8 @@ func (c *conn) fileMessage(ctx context.Context, frame pyjson.Object) {
 		return
 	}
 	msg, err := c.srv.store.SaveFile(ctx,
-		djangodb.Draft{ConversationID: c.conv.ID, Sender: c.user, Content: caption, CreatedAt: time.Now()},
-		djangodb.FileDraft{Name: clean, Filename: filename, Data: data, FileType: mediastore.DetectType(clean, data)},
+		chat.Draft{ConversationID: c.conv.ID, Sender: c.user, Content: caption, CreatedAt: time.Now()},
+		chat.FileDraft{Name: clean, Filename: filename, Data: data, FileType: mediastore.DetectType(clean, data)},
 		c.srv.media)
 	if err != nil {
 		c.saveFailed(err, errBlockedFile)
@@ -195,15 +194,15 @@ func (c *conn) saveFailed(err error, blockedText string) {
 		c.enqueue(errorFrame("Cannot send messages in a " + chat.StatusDisplay(status.Status) + " conversation"))
 	case errors.Is(err, chat.ErrNotTalker):
 		c.enqueue(errorFrame(errNotTalker))
-	case errors.Is(err, djangodb.ErrNUL):
-		c.enqueue(errorFrame(djangodb.ErrNUL.Error()))
+	case errors.Is(err, chat.ErrNUL):
+		c.enqueue(errorFrame(chat.ErrNUL.Error()))
 	default:
 		c.serverError("save message", err)
 	}
 }
 
 func (c *conn) serverError(what string, err error) {
-	c.log.Error(what, "err", err)
+	c.logger().Error(what, "err", err)
 	c.enqueue(errorFrame(errServer))
 }
 
@@ -215,7 +214,7 @@ func (c *conn) broadcast(ctx context.Context, msg chat.Message) {
 	}
 	if err := c.srv.layer.GroupSend(ctx, c.group, event); err != nil {
 		// The message is saved and in the history; say it was not delivered.
-		c.log.Error("broadcast message", "message", msg.ID, "err", err)
+		c.logger().Error("broadcast message", "message", msg.ID, "err", err)
 		c.enqueue(errorFrame("Message saved but could not be delivered to the conversation, please reconnect"))
 	}
 }
@@ -224,7 +223,7 @@ func (c *conn) broadcast(ctx context.Context, msg chat.Message) {
 func (c *conn) typing(ctx context.Context, frame pyjson.Object) {
 	blocked, err := c.srv.store.IsBlocked(ctx, c.conv.ListenerID, c.conv.TalkerID)
 	if err != nil {
-		c.log.Error("check block for typing", "err", err)
+		c.logger().Error("check block for typing", "err", err)
 		return
 	}
 	if blocked {
@@ -253,6 +252,6 @@ func (c *conn) markRead(ctx context.Context) {
 
 func (c *conn) groupSend(ctx context.Context, event pyjson.Object) {
 	if err := c.srv.layer.GroupSend(ctx, c.group, event); err != nil {
-		c.log.Error("group send", "group", c.group, "err", err)
+		c.logger().Error("group send", "group", c.group, "err", err)
 	}
 }

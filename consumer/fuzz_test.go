@@ -1,35 +1,16 @@
 package consumer
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"testing"
 
 	"github.com/chatsidecar/sidecar/chat"
-	"github.com/chatsidecar/sidecar/djangodb"
 	"github.com/chatsidecar/sidecar/memlayer"
 )
 
-// stubStore answers without a database: every save succeeds in memory.
-type stubStore struct{ blocked bool }
-
-func (s stubStore) User(context.Context, int64) (chat.User, error) { return chat.User{}, nil }
-func (s stubStore) Conversation(context.Context, int64) (chat.Conversation, bool, error) {
-	return chat.Conversation{ID: 1, ListenerID: 1, TalkerID: 2, Status: "active"}, s.blocked, nil
-}
-func (s stubStore) IsBlocked(context.Context, int64, int64) (bool, error) { return s.blocked, nil }
-func (s stubStore) SaveText(_ context.Context, m djangodb.Draft) (chat.Message, error) {
-	return chat.Message{ID: 1, ConversationID: m.ConversationID, Sender: m.Sender, Content: m.Content}, nil
-}
-func (s stubStore) SaveFile(_ context.Context, m djangodb.Draft, f djangodb.FileDraft, _ djangodb.Files) (chat.Message, error) {
-	return chat.Message{ID: 1, Content: m.Content, Attachment: &chat.Attachment{Filename: f.Filename}}, nil
-}
-func (s stubStore) History(context.Context, int64) ([]chat.Message, error) { return nil, nil }
-func (s stubStore) MarkRead(context.Context, int64, int64) (int64, error)  { return 0, nil }
-
 // FuzzHandle: no client frame makes the handler panic, and every frame gets
-// at most a bounded number of replies.
+// at most one reply.
 func FuzzHandle(f *testing.F) {
 	for _, s := range []string{
 		`{"type": "chat_message", "message": "hi"}`, `{"type": "file_message", "file": "aGk=", "filename": "../a b.png"}`,
@@ -40,12 +21,17 @@ func FuzzHandle(f *testing.F) {
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	f.Fuzz(func(t *testing.T, data []byte, blocked bool) {
-		s := New(Config{MaxFileBytes: 1 << 10, SendQueue: 64}, stubStore{blocked: blocked}, nil, fakeMedia{}, memlayer.New(0), log)
-		c := &conn{srv: s, log: log, user: chat.User{ID: 2}, conv: chat.Conversation{ID: 1, ListenerID: 1, TalkerID: 2},
-			group: "chat_1", channel: "c", send: make(chan []byte, 64), done: make(chan struct{}), ready: true}
+		store := newMemStore()
+		talker := store.addUser(chat.User{ID: 2, Email: "t@example.com", UserType: "talker", IsActive: true})
+		conv := chat.Conversation{ID: 1, ListenerID: 1, TalkerID: 2, Status: chat.StatusActive}
+		store.addConversation(conv)
+		store.setBlocked(1, 2, blocked)
+		s := New(testConfig(), store, tokenVerifier{}, &memFiles{}, memlayer.New(0), log)
+		c := newConn(s)
+		c.user, c.conv, c.group, c.channel, c.ready = talker, conv, "chat_1", "c", true
 		c.handle(data)
-		if len(c.send) > 1 {
-			t.Fatalf("%d replies to one frame", len(c.send))
+		if n := len(c.queue); n > 1 {
+			t.Fatalf("%d replies to one frame", n)
 		}
 	})
 }

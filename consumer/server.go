@@ -9,12 +9,12 @@ import (
 	"regexp"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/gorilla/websocket"
 	"golang.org/x/time/rate"
 
 	"github.com/chatsidecar/sidecar/chat"
-	"github.com/chatsidecar/sidecar/djangodb"
 	"github.com/chatsidecar/sidecar/pyjson"
 )
 
@@ -48,9 +48,9 @@ type Server struct {
 	rateLimited []byte // the error frame of a frame over the rate limit
 }
 
-// New returns a server; call Run to receive group events.
+// New returns a server; call Run to receive group events and ping
+// connections.
 func New(cfg Config, store Store, verifier Verifier, media Media, layer Layer, log *slog.Logger) *Server {
-	cfg.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		cfg: cfg, store: store, verifier: verifier, media: media, layer: layer, log: log,
@@ -105,8 +105,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	log = log.With("user", c.user.ID, "channel", c.channel)
-	c.log = log
 
 	// Join the group before the history query, as Channels does, so no
 	// message sent in between is missed; events are held until the three
@@ -117,28 +115,26 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := s.layer.GroupAdd(s.ctx, c.group, c.channel); err != nil {
 		s.unregister(c)
-		log.Error("connect failed: join group", "err", err)
+		log.Error("connect failed: join group", "user", c.user.ID, "err", err)
 		http.Error(w, "Internal server error", http.StatusInternalServerError)
 		return
 	}
 	history, count, err := s.historyJSON(s.ctx, c.conv.ID)
 	if err != nil {
 		s.leave(c)
-		log.Error("connect failed", "err", err)
+		log.Error("connect failed", "user", c.user.ID, "err", err)
 		http.Error(w, "Internal server error", http.StatusInternalServerError)
 		return
 	}
 	ws, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		s.leave(c) // the upgrader has answered the client
-		log.Info("upgrade failed", "err", err)
+		log.Info("upgrade failed", "user", c.user.ID, "err", err)
 		return
 	}
-	c.setSocket(ws)
-	c.start(connectedFrame(), apiInfoFrame(s.cfg.PublicBaseURL, segment), historyFrame(history, count))
-	log.Debug("connected")
-	go c.writeLoop()
-	c.readLoop() // the handler's goroutine reads; the connection ends with it
+	c.start(ws, connectedFrame(), apiInfoFrame(s.cfg.PublicBaseURL, segment), historyFrame(history, count))
+	log.Debug("connected", "user", c.user.ID, "channel", c.channel)
+	go c.readLoop()
 }
 
 // admit checks the token, the user and the conversation, in the order of
@@ -153,7 +149,7 @@ func (s *Server) admit(ctx context.Context, segment, token string) (*conn, int, 
 	}
 	user, err := s.store.User(ctx, userID)
 	switch {
-	case errors.Is(err, djangodb.ErrUserNotFound):
+	case errors.Is(err, chat.ErrUserNotFound):
 		return nil, http.StatusForbidden, err
 	case err != nil:
 		return nil, http.StatusInternalServerError, err
@@ -177,12 +173,11 @@ func (s *Server) admit(ctx context.Context, segment, token string) (*conn, int, 
 	case !conv.HasParticipant(user.ID):
 		return nil, http.StatusForbidden, errors.New("user is not a participant")
 	}
-	return &conn{
-		srv: s, user: user, conv: conv, segment: segment,
-		group: "chat_" + segment, channel: s.layer.NewChannel(),
-		send: make(chan []byte, s.cfg.SendQueue), done: make(chan struct{}),
-		limiter: s.newLimiter(),
-	}, 0, nil
+	c := newConn(s)
+	c.user, c.conv, c.segment = user, conv, segment
+	c.group, c.channel = "chat_"+segment, s.layer.NewChannel()
+	c.limiter = s.newLimiter()
+	return c, 0, nil
 }
 
 func (s *Server) newLimiter() *rate.Limiter {
@@ -229,7 +224,7 @@ func (s *Server) unregister(c *conn) {
 // leave takes a connection out of its group and of the server.
 func (s *Server) leave(c *conn) {
 	if err := s.layer.GroupDiscard(s.ctx, c.group, c.channel); err != nil {
-		c.srv.log.Warn("leave group", "group", c.group, "err", err)
+		s.log.Warn("leave group", "group", c.group, "err", err)
 	}
 	s.unregister(c)
 }
@@ -265,7 +260,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	for _, c := range conns {
-		c.goingAway()
+		c.stopReading()
 	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
@@ -276,14 +271,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		s.cancel()
 		for _, c := range conns {
-			c.kill()
+			c.end(0, "")
 		}
 		return ctx.Err()
 	}
 }
 
-// Run receives group events until ctx is done or the layer fails.
+// Run receives group events and pings connections until ctx is done or
+// the layer fails.
 func (s *Server) Run(ctx context.Context) error {
+	go s.pingLoop(ctx)
 	for {
 		channels, event, err := s.layer.Receive(ctx)
 		if err != nil {
@@ -293,5 +290,28 @@ func (s *Server) Run(ctx context.Context) error {
 			return err
 		}
 		s.deliver(channels, event)
+	}
+}
+
+// pingLoop pings every connection each PingInterval from one ticker, so a
+// connection holds no timer of its own.
+func (s *Server) pingLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.mu.RLock()
+		conns := make([]*conn, 0, len(s.conns))
+		for _, c := range s.conns {
+			conns = append(conns, c)
+		}
+		s.mu.RUnlock()
+		for _, c := range conns {
+			c.ping()
+		}
 	}
 }

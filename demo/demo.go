@@ -18,6 +18,7 @@ import (
 
 	"github.com/chatsidecar/sidecar/auth"
 	"github.com/chatsidecar/sidecar/djangodb"
+	"github.com/chatsidecar/sidecar/fixture"
 )
 
 // TokenLifetime is how long the demo's access tokens stay valid.
@@ -92,7 +93,7 @@ func Prepare(ctx context.Context, opts Options) (_ *Demo, err error) {
 	if _, err := db.ExecContext(ctx, schemaSQL); err != nil {
 		return nil, fmt.Errorf("create the Django schema in %s: %w", d.DBPath, err)
 	}
-	if err := d.seed(ctx, db, time.Now()); err != nil {
+	if err := d.seed(ctx, db); err != nil {
 		return nil, fmt.Errorf("seed %s: %w", d.DBPath, err)
 	}
 	now := time.Now()
@@ -129,40 +130,22 @@ func createFile(path string, overwrite bool) error {
 	return f.Close()
 }
 
-// seed inserts the users and the conversation as Django's ORM writes them
-// on SQLite: every NOT NULL column given, datetimes as Django's text, bools
-// as 0/1, an unusable password (make_password(None)).
-func (d *Demo) seed(ctx context.Context, db *sql.DB, now time.Time) error {
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	ts := djangodb.FormatTime(now)
+// seed inserts the users and the conversation as Django's ORM writes them.
+func (d *Demo) seed(ctx context.Context, db *sql.DB) error {
+	fx := fixture.New(db, djangodb.SQLite)
 	users := []*Participant{
 		{Email: "lena@example.com", Name: "Lena Listener", Role: "listener"},
 		{Email: "tom@example.com", Name: "Tom Talker", Role: "talker"},
 	}
 	for _, u := range users {
-		err := tx.QueryRowContext(ctx, `INSERT INTO users_user
-			(password, last_login, is_superuser, email, full_name, user_type, phone_number,
-			 birthday, language, is_active, is_staff, is_verified, created_at, updated_at)
-			VALUES ($1, NULL, 0, $2, $3, $4, '', NULL, 'en', 1, 0, 0, $5, $5) RETURNING id`,
-			"!"+randomString(40, alnum), u.Email, u.Name, u.Role, ts).Scan(&u.ID)
+		id, err := fx.User(ctx, fixture.User{Email: u.Email, FullName: u.Name, Type: u.Role})
 		if err != nil {
-			return fmt.Errorf("insert user %s: %w", u.Email, err)
+			return err
 		}
+		u.ID = id
 	}
 	d.Listener, d.Talker = *users[0], *users[1]
-	err = tx.QueryRowContext(ctx, `INSERT INTO chat_conversation
-		(status, created_at, updated_at, accepted_at, rejected_at, last_message_at, initial_message,
-		 listener_id, talker_id)
-		VALUES ('active', $1, $1, $1, NULL, NULL, '', $2, $3) RETURNING id`,
-		ts, d.Listener.ID, d.Talker.ID).Scan(&d.ConversationID)
-	if err != nil {
-		return fmt.Errorf("insert conversation: %w", err)
-	}
-	return tx.Commit()
+	id, err := fx.Conversation(ctx, fixture.Conversation{ListenerID: d.Listener.ID, TalkerID: d.Talker.ID, Status: "active"})
+	d.ConversationID = id
+	return err
 }
-
-const alnum = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"

@@ -64,7 +64,7 @@ func TestPrepare(t *testing.T) {
 		t.Fatalf("conversation %+v blocked=%v err=%v", conv, blocked, err)
 	}
 
-	v, err := auth.NewVerifier(auth.Config{Algorithm: "HS256", SigningKey: d.SecretKey})
+	v, err := auth.NewVerifier(auth.Config{Algorithm: "HS256", SigningKey: d.SecretKey, UserIDClaim: "user_id", TokenTypeClaim: "token_type"})
 	if err != nil {
 		t.Fatal(err)
 	}

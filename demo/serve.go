@@ -4,7 +4,6 @@ import (
 	"context"
 	"embed"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -12,13 +11,11 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"time"
 
-	"github.com/chatsidecar/sidecar/auth"
-	"github.com/chatsidecar/sidecar/consumer"
+	"github.com/chatsidecar/sidecar/app"
+	"github.com/chatsidecar/sidecar/config"
 	"github.com/chatsidecar/sidecar/djangodb"
-	"github.com/chatsidecar/sidecar/mediastore"
-	"github.com/chatsidecar/sidecar/memlayer"
+	"github.com/chatsidecar/sidecar/fixture"
 )
 
 //go:embed web
@@ -49,79 +46,49 @@ func wsPath(d *Demo, p Participant) string {
 	return fmt.Sprintf("/ws/chat/%d/?token=%s", d.ConversationID, url.QueryEscape(p.Token))
 }
 
-// Serve runs the sidecar on the demo database with the memory channel
-// layer, plus the demo page and its endpoints, until ctx is done. ready,
-// when not nil, receives the Server once it listens.
-func Serve(ctx context.Context, d *Demo, cfg ServeConfig, ready chan<- *Server) error {
-	log := cfg.Log
+// Serve runs the sidecar on the demo database until ctx is done, with the
+// server's own defaults (package config) and the in-process channel layer,
+// plus what only the demo has: its page, the endpoints behind its block
+// buttons and file serving under MEDIA_URL. ready, when not nil, receives
+// the Server once it listens.
+func Serve(ctx context.Context, d *Demo, sc ServeConfig, ready chan<- *Server) error {
+	log := sc.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	ln, err := net.Listen("tcp", cfg.Addr)
+	ln, err := net.Listen("tcp", sc.Addr)
 	if err != nil {
 		return fmt.Errorf("LISTEN_ADDR: %w", err)
 	}
 	defer ln.Close()
 	s := &Server{Addr: ln.Addr().String(), BaseURL: "http://" + urlHost(ln.Addr().(*net.TCPAddr))}
 
-	verifier, err := auth.NewVerifier(auth.Config{
-		Algorithm: "HS256", SigningKey: d.SecretKey, UserIDClaim: "user_id", TokenTypeClaim: "token_type",
-	})
+	cfg := config.Default()
+	cfg.DatabaseURL = "sqlite://" + d.DBPath
+	cfg.SecretKey = d.SecretKey
+	cfg.MediaRoot = d.MediaRoot
+	cfg.PublicBaseURL = s.BaseURL
+	cfg.AllowedHosts = sc.AllowedHosts
+	cfg.ChannelLayer = "memory"
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	// The demo's own writes (its block buttons) use a handle of their own.
+	db, err := djangodb.OpenSQLite(d.DBPath, 2)
 	if err != nil {
 		return err
 	}
-	media, err := mediastore.New(d.MediaRoot, "/media/", s.BaseURL)
+	defer db.Close()
+	h := &handlers{d: d, fx: fixture.New(db, djangodb.SQLite), log: log}
+	a, err := app.New(ctx, cfg, log, app.Options{Routes: func(mux *http.ServeMux) { h.routes(mux, d.MediaRoot) }})
 	if err != nil {
 		return err
 	}
-	sqldb, err := djangodb.OpenSQLite(d.DBPath, 4)
-	if err != nil {
-		return err
-	}
-	defer sqldb.Close()
-	store, err := djangodb.New(sqldb, djangodb.SQLite, djangodb.Schema{})
-	if err != nil {
-		return err
-	}
-	if err := store.CheckSchema(ctx); err != nil {
-		return err
-	}
-	chatSrv := consumer.New(consumer.Config{AllowedHosts: cfg.AllowedHosts, PublicBaseURL: s.BaseURL},
-		store, verifier, media, memlayer.New(0), log)
-
-	mux := http.NewServeMux()
-	mux.Handle("/ws/chat/", chatSrv)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	h := &handlers{d: d, store: store, log: log}
-	h.routes(mux, media.Root())
-
-	httpSrv := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	errc := make(chan error, 2)
-	runCtx, stopRun := context.WithCancel(context.Background())
-	defer stopRun()
-	go func() { errc <- chatSrv.Run(runCtx) }()
-	go func() {
-		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			errc <- err
-		}
-	}()
+	defer a.Close()
 	if ready != nil {
 		ready <- s
 	}
-	select {
-	case <-ctx.Done():
-	case err := <-errc:
-		return err
-	}
-	drainCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = httpSrv.Shutdown(drainCtx)
-	_ = chatSrv.Shutdown(drainCtx)
-	return nil
+	return a.Serve(ctx, ln)
 }
 
 // urlHost is the host:port to print for a listening address: loopback
@@ -136,9 +103,9 @@ func urlHost(a *net.TCPAddr) string {
 
 // handlers are the demo-only routes.
 type handlers struct {
-	d     *Demo
-	store *djangodb.DB
-	log   *slog.Logger
+	d   *Demo
+	fx  *fixture.Writer
+	log *slog.Logger
 }
 
 func (h *handlers) routes(mux *http.ServeMux, mediaRoot string) {
@@ -158,7 +125,7 @@ type pageParticipant struct {
 }
 
 func (h *handlers) config(w http.ResponseWriter, r *http.Request) {
-	blocked, err := h.store.IsBlocked(r.Context(), h.d.Listener.ID, h.d.Talker.ID)
+	blocked, err := h.fx.Blocked(r.Context(), h.d.Listener.ID, h.d.Talker.ID)
 	if err != nil {
 		h.fail(w, err)
 		return
@@ -172,13 +139,13 @@ func (h *handlers) config(w http.ResponseWriter, r *http.Request) {
 }
 
 // block inserts the block row as POST /api/listener/profiles/block_talker/
-// does for the listener: [T1] of PROTOCOL.md section 9.
+// does for the listener: [T1] of docs/PROTOCOL.md section 9.
 func (h *handlers) block(w http.ResponseWriter, r *http.Request) {
 	if !sameOrigin(r) {
 		http.Error(w, "cross-origin request refused", http.StatusForbidden)
 		return
 	}
-	created, err := h.store.Block(r.Context(), h.d.Listener.ID, h.d.Talker.ID, time.Now())
+	created, err := h.fx.Block(r.Context(), h.d.Listener.ID, h.d.Talker.ID)
 	if err != nil {
 		h.fail(w, err)
 		return
@@ -193,7 +160,7 @@ func (h *handlers) unblock(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "cross-origin request refused", http.StatusForbidden)
 		return
 	}
-	deleted, err := h.store.Unblock(r.Context(), h.d.Listener.ID, h.d.Talker.ID)
+	deleted, err := h.fx.Unblock(r.Context(), h.d.Listener.ID, h.d.Talker.ID)
 	if err != nil {
 		h.fail(w, err)
 		return

@@ -41,7 +41,7 @@ func benchSaveText(b *testing.B, be testenv.Backend) {
 	b.RunParallel(func(pb *testing.PB) {
 		tg := targets[int(next.Add(1))%conversations]
 		for pb.Next() {
-			if _, err := db.SaveText(ctx, djangodb.Draft{ConversationID: tg.conv, Sender: tg.sender, Content: "benchmark message"}); err != nil {
+			if _, err := db.SaveText(ctx, chat.Draft{ConversationID: tg.conv, Sender: tg.sender, Content: "benchmark message"}); err != nil {
 				b.Errorf("SaveText: %v", err)
 				return
 			}
@@ -61,10 +61,10 @@ func benchHistory(b *testing.B, be testenv.Backend) {
 	p := newPair(b, be, chat.StatusActive)
 	ctx := context.Background()
 	for i := range 50 {
-		d := djangodb.Draft{ConversationID: p.conv, Sender: p.talker, Content: fmt.Sprintf("message %d", i)}
+		d := chat.Draft{ConversationID: p.conv, Sender: p.talker, Content: fmt.Sprintf("message %d", i)}
 		var err error
 		if i%5 == 0 {
-			_, err = p.db.SaveFile(ctx, d, djangodb.FileDraft{Name: "f.png", Filename: "f.png", Data: []byte("png"), FileType: "image/png"}, &fakeFiles{})
+			_, err = p.db.SaveFile(ctx, d, chat.FileDraft{Name: "f.png", Filename: "f.png", Data: []byte("png"), FileType: "image/png"}, &fakeFiles{})
 		} else {
 			_, err = p.db.SaveText(ctx, d)
 		}

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/chatsidecar/sidecar/chat"
-	"github.com/chatsidecar/sidecar/djangodb"
 	"github.com/chatsidecar/sidecar/tests/testenv"
 )
 
@@ -66,7 +65,7 @@ func TestSaveTextConcurrentBlock(t *testing.T) {
 						afterCount.Add(1)
 					}
 					started.Add(1)
-					m, err := p.db.SaveText(ctx, djangodb.Draft{ConversationID: p.conv, Sender: sender, Content: "m"})
+					m, err := p.db.SaveText(ctx, chat.Draft{ConversationID: p.conv, Sender: sender, Content: "m"})
 					results <- result{msg: m, err: err, afterBlock: after}
 				}
 			}()

@@ -16,13 +16,6 @@ import (
 	"github.com/chatsidecar/sidecar/chat"
 )
 
-// ErrUserNotFound is returned by User when no row has the id.
-var ErrUserNotFound = errors.New("user not found")
-
-// ErrNUL refuses text holding a NUL character, which PostgreSQL cannot store;
-// its text is the error Django raises, and the client sees it as written.
-var ErrNUL = errors.New("A string literal cannot contain NUL (0x00) characters.")
-
 // DB is Django's database, seen through the schema map.
 type DB struct {
 	db      *sql.DB
@@ -48,9 +41,6 @@ func New(db *sql.DB, dialect Dialect, s Schema) (*DB, error) {
 	return &DB{db: db, dialect: dialect, q: buildQueries(s, dialect), s: s, writer: make(chan struct{}, 1)}, nil
 }
 
-// Dialect is the database engine this DB speaks to.
-func (d *DB) Dialect() Dialect { return d.dialect }
-
 // Ping reports whether the database answers.
 func (d *DB) Ping(ctx context.Context) error {
 	return d.db.PingContext(ctx)
@@ -61,7 +51,7 @@ func (d *DB) User(ctx context.Context, id int64) (chat.User, error) {
 	var u chat.User
 	err := d.db.QueryRowContext(ctx, d.q.user, id).Scan(&u.ID, &u.Email, &u.FullName, &u.UserType, &u.IsActive)
 	if errors.Is(err, sql.ErrNoRows) {
-		return u, ErrUserNotFound
+		return u, chat.ErrUserNotFound
 	}
 	if err != nil {
 		return u, fmt.Errorf("load user %d: %w", id, err)
@@ -93,33 +83,10 @@ func (d *DB) IsBlocked(ctx context.Context, listenerID, talkerID int64) (bool, e
 	return blocked, nil
 }
 
-// Draft is a message to be written.
-type Draft struct {
-	ConversationID int64
-	Sender         chat.User
-	Content        string
-	CreatedAt      time.Time // truncated to microseconds and made UTC by the save
-}
-
-// FileDraft is the attachment of a file message.
-type FileDraft struct {
-	Name     string // cleaned name to store under (see mediastore.CleanName)
-	Filename string // the name as the client sent it
-	Data     []byte
-	FileType string
-}
-
-// Files stores attachment bytes. The save writes them inside its transaction
-// and removes them when the transaction does not commit.
-type Files interface {
-	Save(ctx context.Context, name string, data []byte, now time.Time) (string, error)
-	Remove(relPath string) error
-}
-
 // SaveText writes a text message and the conversation's last_message_at
 // after re-checking the block, existence and status rules, all in one
 // statement on PostgreSQL and in one BEGIN IMMEDIATE transaction on SQLite.
-func (d *DB) SaveText(ctx context.Context, m Draft) (chat.Message, error) {
+func (d *DB) SaveText(ctx context.Context, m chat.Draft) (chat.Message, error) {
 	if err := checkText(m.Content); err != nil {
 		return chat.Message{}, d.refuseText(ctx, m, err)
 	}
@@ -143,7 +110,7 @@ func (d *DB) SaveText(ctx context.Context, m Draft) (chat.Message, error) {
 }
 
 // saveTextTx is SaveText on SQLite: one short write transaction.
-func (d *DB) saveTextTx(ctx context.Context, m Draft, now time.Time) (id int64, err error) {
+func (d *DB) saveTextTx(ctx context.Context, m chat.Draft, now time.Time) (id int64, err error) {
 	tx, err := d.db.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, fmt.Errorf("save message: begin: %w", err)
@@ -164,7 +131,7 @@ func (d *DB) saveTextTx(ctx context.Context, m Draft, now time.Time) (id int64, 
 
 // SaveFile writes a file message, its bytes and its attachment row in one
 // transaction. The file is removed when the transaction fails.
-func (d *DB) SaveFile(ctx context.Context, m Draft, f FileDraft, files Files) (chat.Message, error) {
+func (d *DB) SaveFile(ctx context.Context, m chat.Draft, f chat.FileDraft, files chat.Files) (chat.Message, error) {
 	if err := checkText(m.Content, f.Filename); err != nil {
 		return chat.Message{}, d.refuseText(ctx, m, err)
 	}
@@ -177,7 +144,7 @@ func (d *DB) SaveFile(ctx context.Context, m Draft, f FileDraft, files Files) (c
 	return msg, err
 }
 
-func (d *DB) saveFileTx(ctx context.Context, m Draft, f FileDraft, files Files, now time.Time) (msg chat.Message, err error) {
+func (d *DB) saveFileTx(ctx context.Context, m chat.Draft, f chat.FileDraft, files chat.Files, now time.Time) (msg chat.Message, err error) {
 	tx, err := d.db.BeginTx(ctx, nil)
 	if err != nil {
 		return chat.Message{}, fmt.Errorf("save file message: begin: %w", err)
@@ -223,7 +190,7 @@ type queryRower interface {
 // checked statement; on SQLite, which has no data-modifying CTEs, it is the
 // same steps one by one inside the transaction, which BEGIN IMMEDIATE
 // started with the write lock held, so nothing can change in between.
-func (d *DB) insertChecked(ctx context.Context, tx *sql.Tx, m Draft, typ string, now time.Time) (int64, error) {
+func (d *DB) insertChecked(ctx context.Context, tx *sql.Tx, m chat.Draft, typ string, now time.Time) (int64, error) {
 	if d.dialect == Postgres {
 		return d.insertMessage(ctx, tx, m, typ, now)
 	}
@@ -246,7 +213,7 @@ func (d *DB) insertChecked(ctx context.Context, tx *sql.Tx, m Draft, typ string,
 
 // insertMessage runs the checked insert and maps its outcome to the
 // contract's errors, in the contract's order: gone, blocked, status.
-func (d *DB) insertMessage(ctx context.Context, q queryRower, m Draft, typ string, now time.Time) (int64, error) {
+func (d *DB) insertMessage(ctx context.Context, q queryRower, m chat.Draft, typ string, now time.Time) (int64, error) {
 	var (
 		status   string
 		talkerID int64
@@ -339,7 +306,7 @@ func (d *DB) MarkRead(ctx context.Context, conversationID, readerID int64) (int6
 // refuseText reports unstorable text after the checks Django makes before
 // its INSERT fails on it (conversation gone, blocked, status), so the client
 // sees the error Python's consumer sent.
-func (d *DB) refuseText(ctx context.Context, m Draft, textErr error) error {
+func (d *DB) refuseText(ctx context.Context, m chat.Draft, textErr error) error {
 	conv, blocked, err := d.Conversation(ctx, m.ConversationID)
 	switch {
 	case err != nil:
@@ -358,7 +325,7 @@ func (d *DB) refuseText(ctx context.Context, m Draft, textErr error) error {
 func checkText(texts ...string) error {
 	for _, s := range texts {
 		if strings.IndexByte(s, 0) >= 0 {
-			return ErrNUL
+			return chat.ErrNUL
 		}
 		if !utf8.ValidString(s) {
 			return fmt.Errorf("text is not valid UTF-8")

@@ -152,7 +152,7 @@ func TestUser(t *testing.T) {
 			t.Errorf("User(inactive talker).IsActive = true")
 		}
 
-		if _, err := p.db.User(ctx, p.talker.ID+1000); !errors.Is(err, djangodb.ErrUserNotFound) {
+		if _, err := p.db.User(ctx, p.talker.ID+1000); !errors.Is(err, chat.ErrUserNotFound) {
 			t.Errorf("User(missing) error = %v, want ErrUserNotFound", err)
 		}
 	})
@@ -222,7 +222,7 @@ func TestSaveText(t *testing.T) {
 		p := newPair(t, be, chat.StatusActive)
 		ctx := context.Background()
 
-		msg, err := p.db.SaveText(ctx, djangodb.Draft{ConversationID: p.conv, Sender: p.talker, Content: "Hello", CreatedAt: at(0)})
+		msg, err := p.db.SaveText(ctx, chat.Draft{ConversationID: p.conv, Sender: p.talker, Content: "Hello", CreatedAt: at(0)})
 		if err != nil {
 			t.Fatalf("SaveText: %v", err)
 		}
@@ -254,7 +254,7 @@ func TestSaveText(t *testing.T) {
 
 		// Content may be empty at this layer; a zero CreatedAt means now.
 		before := time.Now().Add(-time.Second)
-		msg2, err := p.db.SaveText(ctx, djangodb.Draft{ConversationID: p.conv, Sender: p.listener, Content: "héllo ✓"})
+		msg2, err := p.db.SaveText(ctx, chat.Draft{ConversationID: p.conv, Sender: p.listener, Content: "héllo ✓"})
 		if err != nil {
 			t.Fatalf("SaveText(now): %v", err)
 		}
@@ -276,7 +276,7 @@ func TestSaveTextPendingTalker(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, be testenv.Backend) {
 		p := newPair(t, be, chat.StatusPending)
-		msg, err := p.db.SaveText(context.Background(), djangodb.Draft{ConversationID: p.conv, Sender: p.talker, Content: "hi", CreatedAt: at(0)})
+		msg, err := p.db.SaveText(context.Background(), chat.Draft{ConversationID: p.conv, Sender: p.talker, Content: "hi", CreatedAt: at(0)})
 		if err != nil {
 			t.Fatalf("SaveText(pending, talker): %v", err)
 		}
@@ -324,7 +324,7 @@ func TestSaveRefused(t *testing.T) {
 		}
 		is := func(target error) func(error) bool { return func(err error) bool { return errors.Is(err, target) } }
 		notUTF8 := func(err error) bool {
-			return err != nil && strings.Contains(err.Error(), "UTF-8") && !errors.Is(err, djangodb.ErrNUL)
+			return err != nil && strings.Contains(err.Error(), "UTF-8") && !errors.Is(err, chat.ErrNUL)
 		}
 
 		cases := []struct {
@@ -339,8 +339,8 @@ func TestSaveRefused(t *testing.T) {
 			{"rejected", status(chat.StatusRejected), "hi", "a.txt", isStatus(chat.StatusRejected)},
 			{"closed", status(chat.StatusClosed), "hi", "a.txt", isStatus(chat.StatusClosed)},
 			{"pending listener", pendingListener, "hi", "a.txt", is(chat.ErrNotTalker)},
-			{"NUL", active, "a\x00b", "a.txt", is(djangodb.ErrNUL)},
-			{"NUL in filename", active, "hi", "a\x00.txt", is(djangodb.ErrNUL)},
+			{"NUL", active, "a\x00b", "a.txt", is(chat.ErrNUL)},
+			{"NUL in filename", active, "hi", "a\x00.txt", is(chat.ErrNUL)},
 			{"invalid UTF-8", active, "a\xffb", "a.txt", notUTF8},
 			{"NUL gone", gone, "a\x00b", "a\x00.txt", is(chat.ErrConversationGone)},
 			{"NUL blocked", blocked, "a\x00b", "a\x00.txt", is(chat.ErrBlocked)},
@@ -357,18 +357,18 @@ func TestSaveRefused(t *testing.T) {
 					p := newPair(t, be, chat.StatusActive)
 					ctx := context.Background()
 					// An earlier message sets last_message_at, which must survive.
-					first, err := p.db.SaveText(ctx, djangodb.Draft{ConversationID: p.conv, Sender: p.talker, Content: "first", CreatedAt: at(0)})
+					first, err := p.db.SaveText(ctx, chat.Draft{ConversationID: p.conv, Sender: p.talker, Content: "first", CreatedAt: at(0)})
 					if err != nil {
 						t.Fatalf("first SaveText: %v", err)
 					}
 					conv, sender := tc.setup(t, p)
-					d := djangodb.Draft{ConversationID: conv, Sender: sender, Content: tc.content, CreatedAt: at(30)}
+					d := chat.Draft{ConversationID: conv, Sender: sender, Content: tc.content, CreatedAt: at(30)}
 					files := &fakeFiles{}
 					var msg chat.Message
 					if kind == "text" {
 						msg, err = p.db.SaveText(ctx, d)
 					} else {
-						msg, err = p.db.SaveFile(ctx, d, djangodb.FileDraft{Name: "a.txt", Filename: tc.filename, Data: []byte("data"), FileType: "text/plain"}, files)
+						msg, err = p.db.SaveFile(ctx, d, chat.FileDraft{Name: "a.txt", Filename: tc.filename, Data: []byte("data"), FileType: "text/plain"}, files)
 					}
 					if !tc.ok(err) {
 						t.Fatalf("error = %v (%T)", err, err)
@@ -480,8 +480,8 @@ func TestSaveFile(t *testing.T) {
 		files := &fakeFiles{}
 		data := []byte("\x89PNG fake image")
 		msg, err := p.db.SaveFile(ctx,
-			djangodb.Draft{ConversationID: p.conv, Sender: p.talker, Content: "a caption", CreatedAt: at(5)},
-			djangodb.FileDraft{Name: "my_photo.png", Filename: "my photo.png", Data: data, FileType: "image/png"}, files)
+			chat.Draft{ConversationID: p.conv, Sender: p.talker, Content: "a caption", CreatedAt: at(5)},
+			chat.FileDraft{Name: "my_photo.png", Filename: "my photo.png", Data: data, FileType: "image/png"}, files)
 		if err != nil {
 			t.Fatalf("SaveFile: %v", err)
 		}
@@ -527,8 +527,8 @@ func TestSaveFile(t *testing.T) {
 
 		// Pending: the talker may send a file, the listener may not.
 		p.pg.SetConversationStatus(t, p.conv, chat.StatusPending)
-		if _, err := p.db.SaveFile(ctx, djangodb.Draft{ConversationID: p.conv, Sender: p.talker, CreatedAt: at(6)},
-			djangodb.FileDraft{Name: "b.txt", Filename: "b.txt", Data: []byte("b")}, files); err != nil {
+		if _, err := p.db.SaveFile(ctx, chat.Draft{ConversationID: p.conv, Sender: p.talker, CreatedAt: at(6)},
+			chat.FileDraft{Name: "b.txt", Filename: "b.txt", Data: []byte("b")}, files); err != nil {
 			t.Errorf("SaveFile(pending, talker): %v", err)
 		}
 		if n := countRows(t, p.pg.DB, "chat_fileattachment"); n != 2 {
@@ -545,8 +545,8 @@ func TestSaveFileDir(t *testing.T) {
 		root := t.TempDir()
 		files := dirFiles{root: root}
 
-		first, err := p.db.SaveFile(ctx, djangodb.Draft{ConversationID: p.conv, Sender: p.talker, CreatedAt: at(1)},
-			djangodb.FileDraft{Name: "ok.txt", Filename: "ok.txt", Data: []byte("kept"), FileType: "text/plain"}, files)
+		first, err := p.db.SaveFile(ctx, chat.Draft{ConversationID: p.conv, Sender: p.talker, CreatedAt: at(1)},
+			chat.FileDraft{Name: "ok.txt", Filename: "ok.txt", Data: []byte("kept"), FileType: "text/plain"}, files)
 		if err != nil {
 			t.Fatalf("SaveFile: %v", err)
 		}
@@ -563,12 +563,12 @@ func TestSaveFileDir(t *testing.T) {
 				WHEN length(NEW.filename) > 255 BEGIN SELECT RAISE(ABORT, 'value too long for varchar(255)'); END`})
 		}
 		long := strings.Repeat("n", 256) + ".txt"
-		_, err = p.db.SaveFile(ctx, djangodb.Draft{ConversationID: p.conv, Sender: p.talker, Content: "cap", CreatedAt: at(2)},
-			djangodb.FileDraft{Name: "long.txt", Filename: long, Data: []byte("gone"), FileType: "text/plain"}, files)
+		_, err = p.db.SaveFile(ctx, chat.Draft{ConversationID: p.conv, Sender: p.talker, Content: "cap", CreatedAt: at(2)},
+			chat.FileDraft{Name: "long.txt", Filename: long, Data: []byte("gone"), FileType: "text/plain"}, files)
 		if err == nil {
 			t.Fatalf("SaveFile with a %d-character filename succeeded", len(long))
 		}
-		for _, target := range []error{chat.ErrBlocked, chat.ErrConversationGone, chat.ErrNotTalker, djangodb.ErrNUL} {
+		for _, target := range []error{chat.ErrBlocked, chat.ErrConversationGone, chat.ErrNotTalker, chat.ErrNUL} {
 			if errors.Is(err, target) {
 				t.Errorf("error %v is %v", err, target)
 			}
@@ -604,7 +604,7 @@ func TestHistory(t *testing.T) {
 
 		save := func(sender chat.User, content string, sec int) chat.Message {
 			t.Helper()
-			m, err := p.db.SaveText(ctx, djangodb.Draft{ConversationID: p.conv, Sender: sender, Content: content, CreatedAt: at(sec)})
+			m, err := p.db.SaveText(ctx, chat.Draft{ConversationID: p.conv, Sender: sender, Content: content, CreatedAt: at(sec)})
 			if err != nil {
 				t.Fatalf("SaveText(%q): %v", content, err)
 			}
@@ -612,8 +612,8 @@ func TestHistory(t *testing.T) {
 		}
 		m1 := save(p.talker, "one", 0)
 		m2 := save(p.listener, "two", 1)
-		m3, err := p.db.SaveFile(ctx, djangodb.Draft{ConversationID: p.conv, Sender: p.talker, Content: "three", CreatedAt: at(2)},
-			djangodb.FileDraft{Name: "f.pdf", Filename: "f.pdf", Data: []byte("%PDF"), FileType: "application/pdf"}, &fakeFiles{})
+		m3, err := p.db.SaveFile(ctx, chat.Draft{ConversationID: p.conv, Sender: p.talker, Content: "three", CreatedAt: at(2)},
+			chat.FileDraft{Name: "f.pdf", Filename: "f.pdf", Data: []byte("%PDF"), FileType: "application/pdf"}, &fakeFiles{})
 		if err != nil {
 			t.Fatalf("SaveFile: %v", err)
 		}
@@ -623,7 +623,7 @@ func TestHistory(t *testing.T) {
 		// Another conversation's messages stay out.
 		other := p.pg.CreateUser(t, "other@example.com", "Other", "talker")
 		oc := p.pg.CreateConversation(t, p.listener.ID, other, chat.StatusActive)
-		if _, err := p.db.SaveText(ctx, djangodb.Draft{ConversationID: oc, Sender: p.listener, Content: "elsewhere", CreatedAt: at(3)}); err != nil {
+		if _, err := p.db.SaveText(ctx, chat.Draft{ConversationID: oc, Sender: p.listener, Content: "elsewhere", CreatedAt: at(3)}); err != nil {
 			t.Fatalf("SaveText(other): %v", err)
 		}
 		if _, err := p.db.MarkRead(ctx, p.conv, p.listener.ID); err != nil {
@@ -675,7 +675,7 @@ func TestMarkRead(t *testing.T) {
 		ctx := context.Background()
 		save := func(conv int64, sender chat.User) int64 {
 			t.Helper()
-			m, err := p.db.SaveText(ctx, djangodb.Draft{ConversationID: conv, Sender: sender, Content: "x"})
+			m, err := p.db.SaveText(ctx, chat.Draft{ConversationID: conv, Sender: sender, Content: "x"})
 			if err != nil {
 				t.Fatalf("SaveText: %v", err)
 			}
@@ -856,8 +856,8 @@ func checkSchema(t *testing.T, be testenv.Backend) {
 		}
 		// And the saves work with those columns there.
 		p := newPairIn(t, pg, db, chat.StatusActive)
-		if _, err := db.SaveFile(ctx, djangodb.Draft{ConversationID: p.conv, Sender: p.talker, Content: "four"},
-			djangodb.FileDraft{Name: "x.txt", Filename: "x.txt", Data: []byte("x")}, &fakeFiles{}); err != nil {
+		if _, err := db.SaveFile(ctx, chat.Draft{ConversationID: p.conv, Sender: p.talker, Content: "four"},
+			chat.FileDraft{Name: "x.txt", Filename: "x.txt", Data: []byte("x")}, &fakeFiles{}); err != nil {
 			t.Fatalf("SaveFile: %v", err)
 		}
 		var n int
@@ -919,12 +919,12 @@ func renamedTables(t *testing.T, be testenv.Backend) {
 	}
 	p := newPairIn(t, pg, db, chat.StatusActive)
 
-	m1, err := db.SaveText(ctx, djangodb.Draft{ConversationID: p.conv, Sender: p.talker, Content: "renamed", CreatedAt: at(0)})
+	m1, err := db.SaveText(ctx, chat.Draft{ConversationID: p.conv, Sender: p.talker, Content: "renamed", CreatedAt: at(0)})
 	if err != nil {
 		t.Fatalf("SaveText: %v", err)
 	}
-	m2, err := db.SaveFile(ctx, djangodb.Draft{ConversationID: p.conv, Sender: p.listener, CreatedAt: at(1)},
-		djangodb.FileDraft{Name: "r.txt", Filename: "r.txt", Data: []byte("r")}, &fakeFiles{})
+	m2, err := db.SaveFile(ctx, chat.Draft{ConversationID: p.conv, Sender: p.listener, CreatedAt: at(1)},
+		chat.FileDraft{Name: "r.txt", Filename: "r.txt", Data: []byte("r")}, &fakeFiles{})
 	if err != nil {
 		t.Fatalf("SaveFile: %v", err)
 	}
@@ -943,7 +943,7 @@ func renamedTables(t *testing.T, be testenv.Backend) {
 		t.Errorf("MarkRead = %d, %v; want 1", n, err)
 	}
 	p.pg.Block(t, p.listener.ID, p.talker.ID)
-	if _, err := db.SaveText(ctx, djangodb.Draft{ConversationID: p.conv, Sender: p.talker, Content: "no"}); !errors.Is(err, chat.ErrBlocked) {
+	if _, err := db.SaveText(ctx, chat.Draft{ConversationID: p.conv, Sender: p.talker, Content: "no"}); !errors.Is(err, chat.ErrBlocked) {
 		t.Errorf("SaveText after block = %v, want ErrBlocked", err)
 	}
 }

@@ -63,17 +63,17 @@ func TestDjangoRoundTrip(t *testing.T) {
 	eachBackend(t, func(t *testing.T, be testenv.Backend) {
 		p := newPair(t, be, chat.StatusActive)
 		ctx := context.Background()
-		m1, err := p.db.SaveText(ctx, djangodb.Draft{ConversationID: p.conv, Sender: p.talker, Content: "héllo ✓", CreatedAt: at(0)})
+		m1, err := p.db.SaveText(ctx, chat.Draft{ConversationID: p.conv, Sender: p.talker, Content: "héllo ✓", CreatedAt: at(0)})
 		if err != nil {
 			t.Fatal(err)
 		}
 		whole := time.Date(2026, 1, 14, 10, 0, 1, 0, time.UTC) // no microseconds
-		m2, err := p.db.SaveText(ctx, djangodb.Draft{ConversationID: p.conv, Sender: p.listener, Content: "", CreatedAt: whole})
+		m2, err := p.db.SaveText(ctx, chat.Draft{ConversationID: p.conv, Sender: p.listener, Content: "", CreatedAt: whole})
 		if err != nil {
 			t.Fatal(err)
 		}
-		m3, err := p.db.SaveFile(ctx, djangodb.Draft{ConversationID: p.conv, Sender: p.talker, Content: "cap", CreatedAt: at(2)},
-			djangodb.FileDraft{Name: "a b.png", Filename: "a b.png", Data: []byte("png"), FileType: "image/png"}, &fakeFiles{})
+		m3, err := p.db.SaveFile(ctx, chat.Draft{ConversationID: p.conv, Sender: p.talker, Content: "cap", CreatedAt: at(2)},
+			chat.FileDraft{Name: "a b.png", Filename: "a b.png", Data: []byte("png"), FileType: "image/png"}, &fakeFiles{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -150,7 +150,7 @@ func TestDjangoRoundTrip(t *testing.T) {
 		if lm := lastMessageAt(t, p.pg.DB, p.conv); !lm.Time.Equal(time.Date(2026, 1, 14, 10, 0, 4, 0, time.UTC)) {
 			t.Errorf("last_message_at after Django = %v", lm)
 		}
-		if _, err := p.db.SaveText(ctx, djangodb.Draft{ConversationID: p.conv, Sender: p.talker, Content: "x"}); !errors.Is(err, chat.ErrBlocked) {
+		if _, err := p.db.SaveText(ctx, chat.Draft{ConversationID: p.conv, Sender: p.talker, Content: "x"}); !errors.Is(err, chat.ErrBlocked) {
 			t.Errorf("SaveText after Django's block = %v, want ErrBlocked", err)
 		}
 

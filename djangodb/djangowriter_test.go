@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/chatsidecar/sidecar/chat"
-	"github.com/chatsidecar/sidecar/djangodb"
 	"github.com/chatsidecar/sidecar/tests/testenv"
 )
 
@@ -87,7 +86,7 @@ func TestSQLiteWithDjangoWriting(t *testing.T) {
 			defer wg.Done()
 			for !stop.Load() {
 				start := time.Now()
-				_, err := p.db.SaveText(ctx, djangodb.Draft{ConversationID: p.conv, Sender: p.talker, Content: "sidecar"})
+				_, err := p.db.SaveText(ctx, chat.Draft{ConversationID: p.conv, Sender: p.talker, Content: "sidecar"})
 				if d := int64(time.Since(start)); d > slowest.Load() {
 					slowest.Store(d) // racy maximum, good enough for a log line
 				}

@@ -43,8 +43,8 @@ func insertedRow(id int64) *sqlmock.Rows {
 
 var (
 	mockTalker = chat.User{ID: 2, Email: "t@example.com", UserType: "talker", IsActive: true}
-	mockDraft  = djangodb.Draft{ConversationID: 7, Sender: mockTalker, Content: "cap", CreatedAt: time.Date(2026, 1, 14, 10, 0, 0, 0, time.UTC)}
-	mockFile   = djangodb.FileDraft{Name: "a.png", Filename: "a.png", Data: []byte("png"), FileType: "image/png"}
+	mockDraft  = chat.Draft{ConversationID: 7, Sender: mockTalker, Content: "cap", CreatedAt: time.Date(2026, 1, 14, 10, 0, 0, 0, time.UTC)}
+	mockFile   = chat.FileDraft{Name: "a.png", Filename: "a.png", Data: []byte("png"), FileType: "image/png"}
 )
 
 const mockPath = "chat_files/2026/01/14/a.png"
@@ -54,7 +54,7 @@ const mockPath = "chat_files/2026/01/14/a.png"
 func notSentinel(t *testing.T, err error) {
 	t.Helper()
 	var se *chat.StatusError
-	for _, target := range []error{chat.ErrConversationGone, chat.ErrBlocked, chat.ErrNotTalker, djangodb.ErrNUL, djangodb.ErrUserNotFound} {
+	for _, target := range []error{chat.ErrConversationGone, chat.ErrBlocked, chat.ErrNotTalker, chat.ErrNUL, chat.ErrUserNotFound} {
 		if errors.Is(err, target) {
 			t.Errorf("error %v is %v", err, target)
 		}
@@ -279,7 +279,7 @@ func TestMockUserAndConversationErrors(t *testing.T) {
 	mock.ExpectQuery(`FROM "chat_conversation" c`).WithArgs(int64(7)).WillReturnError(dbErr)
 	mock.ExpectQuery(`FROM "listener_listenerblockedtalker"`).WithArgs(int64(1), int64(2)).WillReturnError(dbErr)
 	ctx := context.Background()
-	if _, err := db.User(ctx, 2); !errors.Is(err, dbErr) || errors.Is(err, djangodb.ErrUserNotFound) {
+	if _, err := db.User(ctx, 2); !errors.Is(err, dbErr) || errors.Is(err, chat.ErrUserNotFound) {
 		t.Errorf("User error = %v", err)
 	}
 	if _, _, err := db.Conversation(ctx, 7); !errors.Is(err, dbErr) || errors.Is(err, chat.ErrConversationGone) {

@@ -33,21 +33,6 @@ const (
 	sqliteMaxBreather = 5 * time.Millisecond
 )
 
-// SQLitePath returns the file path of a Django-style SQLite DATABASE_URL:
-// sqlite:///abs/path/db.sqlite3 (three slashes and an absolute path) or
-// sqlite:relative/path. ok is false when the URL is not an SQLite one.
-func SQLitePath(databaseURL string) (path string, ok bool) {
-	rest, found := strings.CutPrefix(databaseURL, "sqlite:")
-	if !found {
-		return "", false
-	}
-	if strings.HasPrefix(rest, "//") {
-		// sqlite:///abs → "/abs"; sqlite:////abs, as some tools write it, too.
-		rest = "/" + strings.TrimLeft(rest, "/")
-	}
-	return rest, true
-}
-
 // OpenSQLite opens Django's SQLite database file as the sidecar uses it:
 // foreign keys on (as Django turns them on), a busy timeout, transactions
 // begun with BEGIN IMMEDIATE so a write takes the lock before it reads, and

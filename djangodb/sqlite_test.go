@@ -51,21 +51,3 @@ func TestParseTime(t *testing.T) {
 		}
 	}
 }
-
-func TestSQLitePath(t *testing.T) {
-	for in, want := range map[string]string{
-		"sqlite:///srv/app/db.sqlite3":  "/srv/app/db.sqlite3",
-		"sqlite:////srv/app/db.sqlite3": "/srv/app/db.sqlite3",
-		"sqlite:db.sqlite3":             "db.sqlite3",
-		"sqlite:data/db.sqlite3":        "data/db.sqlite3",
-	} {
-		if got, ok := djangodb.SQLitePath(in); !ok || got != want {
-			t.Errorf("SQLitePath(%q) = %q, %v; want %q", in, got, ok, want)
-		}
-	}
-	for _, in := range []string{"postgres://u@h/db", "sqlite3:///x", "/srv/db.sqlite3"} {
-		if got, ok := djangodb.SQLitePath(in); ok {
-			t.Errorf("SQLitePath(%q) = %q, true; want not SQLite", in, got)
-		}
-	}
-}

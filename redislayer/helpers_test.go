@@ -19,24 +19,17 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/chatsidecar/sidecar/pyjson"
+	"github.com/chatsidecar/sidecar/tests/testenv"
 )
 
-const (
-	sharedRedis = "redis://127.0.0.1:6379"
-	pythonBin   = "/usr/bin/python3"
-	startHint   = `start it with: redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no`
-)
+const sharedRedis = testenv.DefaultRedisURL
 
-// requireRedis fails the test (never skips) when the shared Redis does not
-// answer.
+// requireRedis stops the test, naming what is missing, when the shared
+// Redis does not answer (a failure under the test command).
 func requireRedis(t testing.TB) {
 	t.Helper()
-	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", MaxRetries: -1})
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := c.Ping(ctx).Err(); err != nil {
-		t.Fatalf("Redis does not answer at 127.0.0.1:6379 (%v); %s", err, startHint)
+	if u := testenv.SharedRedis(t); u != sharedRedis {
+		t.Fatalf("these tests use %s; TEST_REDIS_URL=%s is not supported here", sharedRedis, u)
 	}
 }
 
@@ -66,6 +59,16 @@ func newLayer(t testing.TB, cfg Config) *Layer {
 	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = testPrefix()
+	}
+	// Channels' defaults, which the sidecar's configuration has too.
+	if cfg.Expiry == 0 {
+		cfg.Expiry = 60 * time.Second
+	}
+	if cfg.GroupExpiry == 0 {
+		cfg.GroupExpiry = 86400 * time.Second
+	}
+	if cfg.Capacity == 0 {
+		cfg.Capacity = 100
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -183,7 +186,8 @@ type pyResult struct {
 func startPython(t testing.TB, cfg map[string]any) *pyLayer {
 	t.Helper()
 	arg, _ := json.Marshal(cfg)
-	cmd := exec.Command(pythonBin, "-c", pyDriver, string(arg))
+	testenv.RequirePython(t)
+	cmd := exec.Command(testenv.Python(), "-c", pyDriver, string(arg))
 	cmd.Stderr = testWriter{t}
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -194,7 +198,7 @@ func startPython(t testing.TB, cfg map[string]any) *pyLayer {
 		t.Fatal(err)
 	}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", pythonBin, err)
+		t.Fatalf("start %s: %v", testenv.Python(), err)
 	}
 	p := &pyLayer{t: t, cmd: cmd, in: in, out: bufio.NewReader(out)}
 	t.Cleanup(func() {

@@ -79,7 +79,8 @@ type CapacityRule struct {
 }
 
 // Config is the layer's configuration, the arguments of
-// RedisChannelLayer. The zero value means Channels' defaults.
+// RedisChannelLayer. Every field but the optional ones is required; the
+// defaults are the configuration's (package config), Channels' own.
 type Config struct {
 	// Hosts are redis:// (or rediss://) URLs, database in the path. Their
 	// order decides sharding and must be the Python processes' order.
@@ -102,22 +103,18 @@ type Config struct {
 	SymmetricEncryptionKeys []string
 }
 
-func (c *Config) setDefaults() {
-	if len(c.Hosts) == 0 {
-		c.Hosts = []string{"redis://localhost:6379"}
+func (c Config) validate() error {
+	switch {
+	case len(c.Hosts) == 0:
+		return errors.New("redis layer: no hosts")
+	case c.Prefix == "":
+		return errors.New("redis layer: empty prefix")
+	case c.Expiry < time.Second || c.GroupExpiry < time.Second:
+		return errors.New("redis layer: expiry and group expiry must be at least a second")
+	case c.Capacity <= 0:
+		return errors.New("redis layer: capacity must be positive")
 	}
-	if c.Prefix == "" {
-		c.Prefix = "asgi"
-	}
-	if c.Expiry <= 0 {
-		c.Expiry = 60 * time.Second
-	}
-	if c.GroupExpiry <= 0 {
-		c.GroupExpiry = 86400 * time.Second
-	}
-	if c.Capacity <= 0 {
-		c.Capacity = 100
-	}
+	return nil
 }
 
 // cleanupScript puts back the message a previous receive popped but did
@@ -157,11 +154,10 @@ type Layer struct {
 	expirySec   int64
 	groupExpSec int64
 
-	clientPrefix string // uuid4 hex, new for every layer
-	queueName    string // "specific.<clientPrefix>!"
-	queueKey     string // prefix + queueName
-	inflightKey  string // queueKey + "$inflight"
-	queueShard   int
+	queueName   string // "specific.<client prefix>!", the prefix uuid4 hex, new for every layer
+	queueKey    string // prefix + queueName
+	inflightKey string // queueKey + "$inflight"
+	queueShard  int
 
 	sendNext atomic.Uint64 // round robin over hosts for plain channels
 
@@ -184,21 +180,19 @@ type Layer struct {
 // New connects to every host (each must answer PING) and starts the
 // goroutine that keeps this process's group memberships alive.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (*Layer, error) {
-	cfg.setDefaults()
-	if log == nil {
-		log = slog.Default()
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
 	cp := uuid4Hex()
 	l := &Layer{
-		cfg:          cfg,
-		log:          log,
-		expirySec:    max(1, int64(cfg.Expiry/time.Second)),
-		groupExpSec:  max(1, int64(cfg.GroupExpiry/time.Second)),
-		clientPrefix: cp,
-		queueName:    "specific." + cp + "!",
-		groups:       map[string]map[string]struct{}{},
-		kick:         make(chan struct{}, 1),
-		keys:         fernetKeys(cfg.SymmetricEncryptionKeys),
+		cfg:         cfg,
+		log:         log,
+		expirySec:   max(1, int64(cfg.Expiry/time.Second)),
+		groupExpSec: max(1, int64(cfg.GroupExpiry/time.Second)),
+		queueName:   "specific." + cp + "!",
+		groups:      map[string]map[string]struct{}{},
+		kick:        make(chan struct{}, 1),
+		keys:        fernetKeys(cfg.SymmetricEncryptionKeys),
 	}
 	l.queueKey = cfg.Prefix + l.queueName
 	l.inflightKey = l.queueKey + "$inflight"
@@ -258,9 +252,6 @@ func (l *Layer) closeClients() error {
 func (l *Layer) NewChannel() string {
 	return l.queueName + uuid4Hex()
 }
-
-// ClientPrefix returns the 32 hex digits that name this process's queue.
-func (l *Layer) ClientPrefix() string { return l.clientPrefix }
 
 func (l *Layer) groupKey(group string) string {
 	return l.cfg.Prefix + ":group:" + group
@@ -448,55 +439,6 @@ func (l *Layer) GroupSend(ctx context.Context, group string, event pyjson.Object
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("group_send %s: %w", group, errors.Join(errs...))
-	}
-	return nil
-}
-
-// Send sends event to one channel, as channels_redis' send does: a
-// specific channel's full name goes into "__asgi_channel__"; a full queue
-// gives ErrChannelFull and nothing is written.
-func (l *Layer) Send(ctx context.Context, channel string, event pyjson.Object) error {
-	if l.closed.Load() {
-		return ErrClosed
-	}
-	if !validChannelName(channel) {
-		return fmt.Errorf("send %q: %w", channel, ErrInvalidName)
-	}
-	if _, ok := event.Get(channelKey); ok {
-		return fmt.Errorf("send %s: event has the reserved key %s", channel, channelKey)
-	}
-	specific := strings.Contains(channel, "!")
-	msg, err := l.encode(event, channel, specific)
-	if err != nil {
-		return fmt.Errorf("send %s: serialize: %w", channel, err)
-	}
-	nl := nonLocalName(channel)
-	key := l.cfg.Prefix + nl
-	var c *redis.Client
-	if specific {
-		c = l.clients[consistentHash(nl, len(l.clients))]
-	} else {
-		c = l.clients[int((l.sendNext.Add(1)-1)%uint64(len(l.clients)))]
-	}
-	var count *redis.IntCmd
-	_, err = c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.ZRemRangeByScore(ctx, key, "0", strconv.FormatInt(time.Now().Unix()-l.expirySec, 10))
-		count = p.ZCount(ctx, key, "-inf", "+inf")
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("send %s: %w", channel, err)
-	}
-	if count.Val() >= int64(l.capacity(channel)) {
-		return fmt.Errorf("send %s: %w", channel, ErrChannelFull)
-	}
-	_, err = c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.ZAdd(ctx, key, redis.Z{Score: epoch(time.Now()), Member: msg})
-		p.Expire(ctx, key, time.Duration(l.expirySec)*time.Second)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("send %s: %w", channel, err)
 	}
 	return nil
 }

@@ -38,6 +38,8 @@ import (
 	_ "github.com/lib/pq"
 
 	"github.com/chatsidecar/sidecar/auth"
+	"github.com/chatsidecar/sidecar/djangodb"
+	"github.com/chatsidecar/sidecar/fixture"
 )
 
 func main() {
@@ -75,31 +77,22 @@ func main() {
 type pair struct{ conv, listener, talker int64 }
 
 // seed adds one listener, one talker and an active conversation per pair,
-// supplying every NOT NULL column as Django does.
+// as Django writes them.
 func seed(db *sql.DB, n int) ([]pair, error) {
+	ctx := context.Background()
+	fx := fixture.New(db, djangodb.Postgres)
 	run := randHex(4)
-	now := time.Now().UTC()
-	user := func(kind string, i int) (int64, error) {
-		var id int64
-		err := db.QueryRow(`INSERT INTO users_user (password, is_superuser, email, full_name, user_type, phone_number,
-			language, is_active, is_staff, is_verified, created_at, updated_at)
-			VALUES ('!', false, $1, '', $2, '', 'en', true, false, false, $3, $3) RETURNING id`,
-			fmt.Sprintf("load-%s-%s-%d@example.com", run, kind, i), kind, now).Scan(&id)
-		return id, err
-	}
 	out := make([]pair, n)
 	for i := range out {
-		l, err := user("listener", i)
+		l, err := fx.User(ctx, fixture.User{Email: fmt.Sprintf("load-%s-listener-%d@example.com", run, i), Type: "listener"})
 		if err != nil {
 			return nil, err
 		}
-		t, err := user("talker", i)
+		t, err := fx.User(ctx, fixture.User{Email: fmt.Sprintf("load-%s-talker-%d@example.com", run, i), Type: "talker"})
 		if err != nil {
 			return nil, err
 		}
-		var c int64
-		err = db.QueryRow(`INSERT INTO chat_conversation (listener_id, talker_id, status, created_at, updated_at, initial_message)
-			VALUES ($1, $2, 'active', $3, $3, '') RETURNING id`, l, t, now).Scan(&c)
+		c, err := fx.Conversation(ctx, fixture.Conversation{ListenerID: l, TalkerID: t, Status: "active"})
 		if err != nil {
 			return nil, err
 		}

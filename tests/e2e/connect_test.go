@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatsidecar/sidecar/config"
 	"github.com/chatsidecar/sidecar/pyjson"
 	"github.com/chatsidecar/sidecar/tests/testenv"
 )
@@ -188,7 +189,7 @@ func TestConnectRefusals(t *testing.T) {
 		}
 		w.t = t
 		// Other paths are not the chat route.
-		resp, err := http.Get(w.http.URL + "/ws/chat/1/extra/")
+		resp, err := http.Get(w.url + "/ws/chat/1/extra/")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -261,7 +262,7 @@ func TestConnectOrigin(t *testing.T) {
 // ALLOWED_HOSTS=* admits every Origin, "null" included.
 func TestConnectOriginWildcard(t *testing.T) {
 	eachBackend(t, func(t *testing.T, be testenv.Backend) {
-		w := newWorld(t, be, "active", func(c *consumerConfig) { c.AllowedHosts = []string{"*"} })
+		w := newWorld(t, be, "active", func(c *config.Config) { c.AllowedHosts = []string{"*"} })
 		h := http.Header{"Origin": {"null"}}
 		c, resp, err := w.dial(w.chatPath(), w.tokens[w.talker].Access, h)
 		if err != nil {

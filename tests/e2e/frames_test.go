@@ -10,6 +10,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/chatsidecar/sidecar/config"
 	"github.com/chatsidecar/sidecar/djangodb"
 	"github.com/chatsidecar/sidecar/pyjson"
 	"github.com/chatsidecar/sidecar/tests/testenv"
@@ -193,7 +194,7 @@ func TestChatMessageStatusRules(t *testing.T) {
 // Section 5.2: file messages, names, base64, rows and files.
 func TestFileMessage(t *testing.T) {
 	eachBackend(t, func(t *testing.T, be testenv.Backend) {
-		w := newWorld(t, be, "active", func(c *consumerConfig) { c.MaxFileBytes = 1 << 20 })
+		w := newWorld(t, be, "active", func(c *config.Config) { c.MaxFileBytes = 1 << 20 })
 		tc := w.connect(w.talker)
 		lc := w.connect(w.listener)
 		png := append([]byte("\x89PNG\r\n\x1a\n"), make([]byte, 100)...)

@@ -5,8 +5,8 @@ import (
 	"database/sql"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
@@ -16,11 +16,10 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/chatsidecar/sidecar/auth"
+	"github.com/chatsidecar/sidecar/app"
+	"github.com/chatsidecar/sidecar/config"
 	"github.com/chatsidecar/sidecar/consumer"
 	"github.com/chatsidecar/sidecar/djangodb"
-	"github.com/chatsidecar/sidecar/mediastore"
-	"github.com/chatsidecar/sidecar/memlayer"
 	"github.com/chatsidecar/sidecar/pyjson"
 	"github.com/chatsidecar/sidecar/tests/testenv"
 )
@@ -40,18 +39,20 @@ const (
 type world struct {
 	t        *testing.T
 	db       *testenv.Database
-	srv      *consumer.Server
+	app      *app.App
 	layer    *recordingLayer
-	http     *httptest.Server
+	url      string // http://host:port
 	media    string
 	listener int64
 	talker   int64
 	conv     int64
 	tokens   map[int64]testenv.Tokens
-	cancel   context.CancelFunc
+	stop     func() // cancels Serve: the graceful shutdown
+	served   chan error
 }
 
-type option func(*consumer.Config)
+// option changes the sidecar's configuration.
+type option func(*config.Config)
 
 // newWorld starts a sidecar on a fresh database; status is the
 // conversation's status.
@@ -60,12 +61,16 @@ func newWorld(t *testing.T, be testenv.Backend, status string, opts ...option) *
 	return newWorldWith(t, be, status, nil, opts...)
 }
 
-// eachBackend runs f as a subtest on each database engine the sidecar
-// serves (PostgreSQL, SQLite).
+// eachBackend runs f as a parallel subtest on each database engine the
+// sidecar serves (PostgreSQL, SQLite); each world has its own database.
 func eachBackend(t *testing.T, f func(t *testing.T, be testenv.Backend)) {
 	t.Helper()
+	t.Parallel()
 	for _, be := range testenv.Backends {
-		t.Run(be.Name, func(t *testing.T) { f(t, be) })
+		t.Run(be.Name, func(t *testing.T) {
+			t.Parallel()
+			f(t, be)
+		})
 	}
 }
 
@@ -77,49 +82,52 @@ func newWorldWith(t *testing.T, be testenv.Backend, status string, wrap func(con
 	w.listener = db.CreateUser(t, "listener@example.com", "Lena Listener", "listener")
 	w.talker = db.CreateUser(t, "talker@example.com", "", "talker")
 	w.conv = db.CreateConversation(t, w.listener, w.talker, status)
-	w.tokens = testenv.MintTokens(t, db.DSN, []string{"SECRET_KEY=" + secretKey}, w.listener, w.talker)
+	w.tokens = testenv.Mint(secretKey, w.listener, w.talker)
 	w.start(wrap, opts...)
 	return w
 }
 
+// start runs the application main runs, built by app.New, on a loopback
+// port, with the e2e settings and opts.
 func (w *world) start(wrap func(consumer.Store) consumer.Store, opts ...option) {
 	t := w.t
-	db, err := djangodb.New(w.db.DB, w.db.Dialect, djangodb.Schema{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.CheckSchema(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	var store consumer.Store = db
-	if wrap != nil {
-		store = wrap(db)
-	}
-	verifier, err := auth.NewVerifier(auth.Config{Algorithm: "HS256", SigningKey: secretKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	media, err := mediastore.New(w.media, "/media/", publicBase)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := consumer.Config{AllowedHosts: []string{"chat.example.com", ".example.org"}, PublicBaseURL: publicBase}
+	cfg := config.Default()
+	cfg.DatabaseURL = w.db.DSN
+	cfg.SecretKey = secretKey
+	cfg.MediaRoot = w.media
+	cfg.PublicBaseURL = publicBase
+	cfg.AllowedHosts = []string{"chat.example.com", ".example.org"}
+	cfg.DrainTimeout = 10 * time.Second
 	for _, o := range opts {
 		o(&cfg)
 	}
-	w.layer = &recordingLayer{Layer: memlayer.New(0)}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	w.srv = consumer.New(cfg, store, verifier, media, w.layer, log)
+	a, err := app.New(context.Background(), cfg, log, app.Options{
+		WrapStore: wrap,
+		WrapLayer: func(l consumer.Layer) consumer.Layer { w.layer = &recordingLayer{Layer: l}; return w.layer },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.app, w.url = a, "http://"+ln.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
-	w.cancel = cancel
-	go w.srv.Run(ctx)
-	w.http = httptest.NewServer(w.srv)
+	w.served = make(chan error, 1)
+	go func() { w.served <- a.Serve(ctx, ln) }()
+	var once sync.Once
+	w.stop = func() { once.Do(cancel) }
 	t.Cleanup(func() {
-		w.http.Close()
-		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer scancel()
-		_ = w.srv.Shutdown(sctx)
-		cancel()
+		w.stop()
+		if err := <-w.served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		a.Close()
 	})
 }
 
@@ -131,9 +139,9 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// recordingLayer is the in-memory layer, remembering every group send.
+// recordingLayer is the channel layer, remembering every group send.
 type recordingLayer struct {
-	*memlayer.Layer
+	consumer.Layer
 	mu    sync.Mutex
 	sends []sent
 }
@@ -164,7 +172,7 @@ func (l *recordingLayer) sentTo(group string) []pyjson.Object {
 
 // wsURL is the sidecar's URL for path with the token in the query string.
 func (w *world) wsURL(path, token string) string {
-	u := "ws" + strings.TrimPrefix(w.http.URL, "http") + path
+	u := "ws" + strings.TrimPrefix(w.url, "http") + path
 	if token != "" {
 		u += "?token=" + url.QueryEscape(token)
 	}
@@ -354,13 +362,11 @@ func lastMessageAt(t *testing.T, db *sql.DB, conv int64) djangodb.Timestamp {
 	return ts
 }
 
-type consumerConfig = consumer.Config
-
 // testenvMint mints access tokens for users created during a test.
 func testenvMint(t *testing.T, w *world, ids ...int64) map[int64]string {
 	t.Helper()
 	out := map[int64]string{}
-	for id, tok := range testenv.MintTokens(t, w.db.DSN, []string{"SECRET_KEY=" + secretKey}, ids...) {
+	for id, tok := range testenv.Mint(secretKey, ids...) {
 		out[id] = tok.Access
 	}
 	return out

@@ -11,8 +11,8 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/chatsidecar/sidecar/chat"
+	"github.com/chatsidecar/sidecar/config"
 	"github.com/chatsidecar/sidecar/consumer"
-	"github.com/chatsidecar/sidecar/djangodb"
 	"github.com/chatsidecar/sidecar/tests/testenv"
 )
 
@@ -20,7 +20,7 @@ import (
 // are not affected.
 func TestFrameTooBig(t *testing.T) {
 	eachBackend(t, func(t *testing.T, be testenv.Backend) {
-		w := newWorld(t, be, "active", func(c *consumerConfig) { c.MaxFrameBytes = 1024 })
+		w := newWorld(t, be, "active", func(c *config.Config) { c.MaxFrameBytes = 1024 })
 		tc := w.connect(w.talker)
 		lc := w.connect(w.listener)
 		tc.send(`{"type": "chat_message", "message": "` + strings.Repeat("a", 2000) + `"}`)
@@ -38,7 +38,7 @@ func TestFrameTooBig(t *testing.T) {
 // Section 8: a peer that stops answering pings is closed.
 func TestDeadPeerClosed(t *testing.T) {
 	eachBackend(t, func(t *testing.T, be testenv.Backend) {
-		w := newWorld(t, be, "active", func(c *consumerConfig) {
+		w := newWorld(t, be, "active", func(c *config.Config) {
 			c.PingInterval = 50 * time.Millisecond
 			c.PingTimeout = 100 * time.Millisecond
 		})
@@ -53,38 +53,12 @@ func TestDeadPeerClosed(t *testing.T) {
 				}
 			}
 		}()
-		waitFor(t, "the silent peer to be dropped", func() bool { return w.srv.Connections() == 0 })
+		waitFor(t, "the silent peer to be dropped", func() bool { return w.app.Connections() == 0 })
 		<-ended
 		// A peer that answers pings (gorilla does while reading) is kept.
 		lc := w.connect(w.listener)
 		lc.send(`{"type": "chat_message", "message": "alive"}`)
 		lc.expectType("new_message")
-	})
-}
-
-// Section 8: a connection that does not read is dropped when its queue is
-// full; the sender and the database never wait for it.
-func TestSlowReaderDropped(t *testing.T) {
-	eachBackend(t, func(t *testing.T, be testenv.Backend) {
-		w := newWorld(t, be, "active", func(c *consumerConfig) { c.SendQueue = 4 })
-		slow := w.connect(w.listener) // never reads again
-		_ = slow
-		fast := w.connect(w.talker)
-		big := strings.Repeat("x", 64<<10)
-		sent := 0
-		for w.srv.Connections() == 2 && sent < 400 {
-			fast.send(`{"type": "chat_message", "message": "` + big + `"}`)
-			fast.expectType("new_message")
-			sent++
-		}
-		if w.srv.Connections() != 1 {
-			t.Fatalf("slow reader still connected after %d messages", sent)
-		}
-		fast.send(`{"type": "chat_message", "message": "after"}`)
-		fast.expectType("new_message")
-		if n := w.messages(); n != sent+1 {
-			t.Errorf("%d messages, want %d", n, sent+1)
-		}
 	})
 }
 
@@ -96,7 +70,7 @@ type holdStore struct {
 	once    sync.Once
 }
 
-func (h *holdStore) SaveText(ctx context.Context, m djangodb.Draft) (chat.Message, error) {
+func (h *holdStore) SaveText(ctx context.Context, m chat.Draft) (chat.Message, error) {
 	h.once.Do(func() {
 		close(h.started)
 		<-h.release
@@ -115,13 +89,8 @@ func TestShutdown(t *testing.T) {
 		tc.send(`{"type": "chat_message", "message": "in flight"}`)
 		<-hold.started
 
-		done := make(chan error, 1)
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			done <- w.srv.Shutdown(ctx)
-		}()
-		waitFor(t, "the listener to be closed", func() bool { return w.srv.Connections() == 1 })
+		w.stop() // SIGTERM
+		waitFor(t, "the listener to be closed", func() bool { return w.app.Connections() == 1 })
 		if code := lc.closeCode(); code != websocket.CloseGoingAway {
 			t.Errorf("listener close code %d, want 1001", code)
 		}
@@ -130,9 +99,10 @@ func TestShutdown(t *testing.T) {
 			t.Errorf("dial while draining: %v %s, want 503", err, status(resp))
 		}
 		close(hold.release)
-		if err := <-done; err != nil {
+		if err := <-w.served; err != nil {
 			t.Errorf("shutdown: %v", err)
 		}
+		w.served <- nil // for the cleanup
 		if code := tc.closeCode(); code != websocket.CloseGoingAway {
 			t.Errorf("talker close code %d, want 1001", code)
 		}
@@ -203,7 +173,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // Section 8: frames over the rate limit get an error frame and are not
 // handled; a client that keeps on is closed with 1008.
 func TestRateLimit(t *testing.T) {
-	w := newWorld(t, testenv.Backends[0], "active", func(c *consumerConfig) {
+	w := newWorld(t, testenv.Backends[0], "active", func(c *config.Config) {
 		c.RateLimit = 0.01 // one frame per 100 s: the burst is all a test gets
 		c.RateBurst = 3
 	})

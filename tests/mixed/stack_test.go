@@ -6,21 +6,18 @@ package mixed
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"mime/multipart"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/chatsidecar/sidecar/pyjson"
 	"github.com/chatsidecar/sidecar/tests/testenv"
@@ -36,23 +33,7 @@ const (
 // redisURL is the shared Redis the tests use, each with its own prefix.
 func redisURL(t *testing.T) string {
 	t.Helper()
-	u := os.Getenv("TEST_REDIS_URL")
-	if u == "" {
-		u = "redis://127.0.0.1:6379"
-	}
-	opt, err := redis.ParseURL(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := redis.NewClient(opt)
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := c.Ping(ctx).Err(); err != nil {
-		t.Fatalf("Redis does not answer at %s (%v): start it with "+
-			`redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no, or set TEST_REDIS_URL`, u, err)
-	}
-	return u
+	return testenv.SharedRedis(t)
 }
 
 // stack is one database, one Redis prefix, and the processes on them.

@@ -32,6 +32,7 @@ func (d *Daphne) Log() string { return d.log.String() }
 // fails with Daphne's output.
 func StartDaphne(t testing.TB, env []string) *Daphne {
 	t.Helper()
+	RequirePython(t)
 	dir := DjangoDir(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

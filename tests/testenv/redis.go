@@ -39,7 +39,7 @@ func (r *Redis) Start() {
 	r.t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		r.t.Fatalf("testenv: redis-server is not installed (apt-get install redis-server): %v", err)
+		Unavailable(r.t, "redis-server is not installed (apt-get install redis-server): %v", err)
 	}
 	r.cmd = exec.Command(bin, "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
 	if err := r.cmd.Start(); err != nil {

@@ -38,7 +38,9 @@ import (
 
 	_ "github.com/lib/pq" // PostgreSQL driver
 
+	"github.com/chatsidecar/sidecar/auth"
 	"github.com/chatsidecar/sidecar/djangodb"
+	"github.com/chatsidecar/sidecar/fixture"
 )
 
 // DefaultPostgresURL is the server used when TEST_POSTGRES_URL is not set.
@@ -65,12 +67,7 @@ type Database struct {
 
 // Time is t as a query argument for a datetime column, written as Django
 // writes it: a time.Time for PostgreSQL, Django's UTC text for SQLite.
-func (d *Database) Time(t time.Time) any {
-	if d.Dialect == djangodb.SQLite {
-		return djangodb.FormatTime(t)
-	}
-	return t
-}
+func (d *Database) Time(t time.Time) any { return d.Fixture().Time(t) }
 
 // Tokens are a SimpleJWT access/refresh pair for one user.
 type Tokens struct {
@@ -169,7 +166,7 @@ func admin(t testing.TB) *sql.DB {
 		}
 	}
 	if err != nil {
-		t.Fatalf("testenv: PostgreSQL does not answer at %s: %v: start it (pg_ctlcluster 15 main start) or set TEST_POSTGRES_URL", redact(server), err)
+		Unavailable(t, "PostgreSQL does not answer at %s (%v): start it (pg_ctlcluster 15 main start) or set TEST_POSTGRES_URL", redact(server), err)
 	}
 	adminDB = db
 	return db
@@ -211,6 +208,7 @@ func buildTemplate(adm *sql.DB) (string, error) {
 func Postgres(t testing.TB) *Database {
 	t.Helper()
 	adm := admin(t)
+	RequirePython(t)
 	tmplOnce.Do(func() { tmplName, tmplErr = buildTemplate(adm) })
 	if tmplErr != nil {
 		t.Fatalf("testenv: %v", tmplErr)
@@ -255,6 +253,7 @@ const sqliteMaxConns = 8
 // removed when the test ends.
 func SQLite(t testing.TB) *Database {
 	t.Helper()
+	RequirePython(t)
 	sqliteOnce.Do(func() { sqliteTmpl, sqliteErr = buildSQLiteTemplate() })
 	if sqliteErr != nil {
 		t.Fatalf("testenv: %v", sqliteErr)
@@ -303,23 +302,17 @@ type Backend struct {
 // Backends are PostgreSQL and SQLite, the engines the sidecar serves.
 var Backends = []Backend{{"postgres", Postgres}, {"sqlite", SQLite}}
 
-// now is the current time in UTC at microsecond precision, as Django stores it.
-func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+// Fixture writes rows into the database the way Django writes them.
+func (d *Database) Fixture() *fixture.Writer { return fixture.New(d.DB, d.Dialect) }
 
 // CreateUser inserts a users_user row the way UserManager.create_user would
 // (active, not staff, not verified, language 'en', an unusable password) and
 // returns its id. userType is 'talker', 'listener' or 'superadmin'.
 func (d *Database) CreateUser(t testing.TB, email, fullName, userType string) int64 {
 	t.Helper()
-	ts := now()
-	var id int64
-	err := d.DB.QueryRow(`INSERT INTO users_user
-		(password, last_login, is_superuser, email, full_name, user_type, phone_number,
-		 birthday, language, is_active, is_staff, is_verified, created_at, updated_at)
-		VALUES ('!x', NULL, $5, $1, $2, $3, '', NULL, 'en', $6, $5, $5, $4, $4)
-		RETURNING id`, email, fullName, userType, d.Time(ts), false, true).Scan(&id)
+	id, err := d.Fixture().User(context.Background(), fixture.User{Email: email, FullName: fullName, Type: userType})
 	if err != nil {
-		t.Fatalf("testenv: create user %q: %v", email, err)
+		t.Fatalf("testenv: %v", err)
 	}
 	return id
 }
@@ -327,7 +320,9 @@ func (d *Database) CreateUser(t testing.TB, email, fullName, userType string) in
 // SetUserActive sets users_user.is_active (and updated_at) for user id.
 func (d *Database) SetUserActive(t testing.TB, id int64, active bool) {
 	t.Helper()
-	d.exec1(t, "set user active", `UPDATE users_user SET is_active = $2, updated_at = $3 WHERE id = $1`, id, active, d.Time(now()))
+	if err := d.Fixture().SetUserActive(context.Background(), id, active); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
 }
 
 // CreateConversation inserts a chat_conversation row between listenerID and
@@ -336,22 +331,10 @@ func (d *Database) SetUserActive(t testing.TB, id int64, active bool) {
 // 'rejected'; last_message_at is NULL and initial_message is empty.
 func (d *Database) CreateConversation(t testing.TB, listenerID, talkerID int64, status string) int64 {
 	t.Helper()
-	ts := now()
-	var accepted, rejected any // NULL unless set
-	switch status {
-	case "active", "closed":
-		accepted = d.Time(ts)
-	case "rejected":
-		rejected = d.Time(ts)
-	}
-	var id int64
-	err := d.DB.QueryRow(`INSERT INTO chat_conversation
-		(listener_id, talker_id, status, created_at, updated_at, accepted_at, rejected_at,
-		 last_message_at, initial_message)
-		VALUES ($1, $2, $3, $4, $4, $5, $6, NULL, '')
-		RETURNING id`, listenerID, talkerID, status, d.Time(ts), accepted, rejected).Scan(&id)
+	id, err := d.Fixture().Conversation(context.Background(), fixture.Conversation{
+		ListenerID: listenerID, TalkerID: talkerID, Status: status})
 	if err != nil {
-		t.Fatalf("testenv: create conversation (%d, %d, %s): %v", listenerID, talkerID, status, err)
+		t.Fatalf("testenv: %v", err)
 	}
 	return id
 }
@@ -359,38 +342,41 @@ func (d *Database) CreateConversation(t testing.TB, listenerID, talkerID int64, 
 // SetConversationStatus sets chat_conversation.status (and updated_at).
 func (d *Database) SetConversationStatus(t testing.TB, id int64, status string) {
 	t.Helper()
-	d.exec1(t, "set conversation status", `UPDATE chat_conversation SET status = $2, updated_at = $3 WHERE id = $1`, id, status, d.Time(now()))
+	if err := d.Fixture().SetConversationStatus(context.Background(), id, status); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
 }
 
 // Block makes listenerID block talkerID (a listener_listenerblockedtalker row,
 // as the REST block_talker endpoint's get_or_create leaves it). Blocking twice is harmless.
 func (d *Database) Block(t testing.TB, listenerID, talkerID int64) {
 	t.Helper()
-	_, err := d.DB.Exec(`INSERT INTO listener_listenerblockedtalker (listener_id, talker_id, blocked_at)
-		VALUES ($1, $2, $3) ON CONFLICT (listener_id, talker_id) DO NOTHING`, listenerID, talkerID, d.Time(now()))
-	if err != nil {
-		t.Fatalf("testenv: block (%d, %d): %v", listenerID, talkerID, err)
+	if _, err := d.Fixture().Block(context.Background(), listenerID, talkerID); err != nil {
+		t.Fatalf("testenv: %v", err)
 	}
 }
 
 // Unblock deletes the block row of (listenerID, talkerID), if any.
 func (d *Database) Unblock(t testing.TB, listenerID, talkerID int64) {
 	t.Helper()
-	if _, err := d.DB.Exec(`DELETE FROM listener_listenerblockedtalker WHERE listener_id = $1 AND talker_id = $2`,
-		listenerID, talkerID); err != nil {
-		t.Fatalf("testenv: unblock (%d, %d): %v", listenerID, talkerID, err)
+	if _, err := d.Fixture().Unblock(context.Background(), listenerID, talkerID); err != nil {
+		t.Fatalf("testenv: %v", err)
 	}
 }
 
-func (d *Database) exec1(t testing.TB, what, query string, args ...any) {
-	t.Helper()
-	res, err := d.DB.Exec(query, args...)
-	if err != nil {
-		t.Fatalf("testenv: %s: %v", what, err)
+// Mint returns access and refresh tokens for userIDs, signed with secret
+// (HS256) in SimpleJWT's exact shape by auth.Mint, valid for an hour. It
+// needs no Python; MintTokens has SimpleJWT itself mint them.
+func Mint(secret string, userIDs ...int64) map[int64]Tokens {
+	now := time.Now()
+	out := make(map[int64]Tokens, len(userIDs))
+	for _, id := range userIDs {
+		out[id] = Tokens{
+			Access:  auth.MintAccess(secret, id, now, time.Hour),
+			Refresh: auth.Mint(secret, auth.Token{Type: "refresh", UserID: id, IssuedAt: now, ExpiresAt: now.Add(24 * time.Hour)}),
+		}
 	}
-	if n, _ := res.RowsAffected(); n != 1 {
-		t.Fatalf("testenv: %s: %d rows changed, want 1", what, n)
-	}
+	return out
 }
 
 // MintTokens mints SimpleJWT tokens for userIDs with `manage.py mint_tokens`,
@@ -399,6 +385,7 @@ func (d *Database) exec1(t testing.TB, what, query string, args ...any) {
 // The users must exist. A failure fails the test with the command's stderr.
 func MintTokens(t testing.TB, dsn string, env []string, userIDs ...int64) map[int64]Tokens {
 	t.Helper()
+	RequirePython(t)
 	args := []string{"mint_tokens"}
 	for _, id := range userIDs {
 		args = append(args, strconv.FormatInt(id, 10))
@@ -434,6 +421,7 @@ func MintTokens(t testing.TB, dsn string, env []string, userIDs ...int64) map[in
 // the command needs no database.
 func RunManage(t testing.TB, env []string, args ...string) string {
 	t.Helper()
+	RequirePython(t)
 	stdout, stderr, err := manage(env, args...)
 	if err != nil {
 		t.Fatalf("testenv: manage.py %s: %v\n%s", strings.Join(args, " "), err, stderr)

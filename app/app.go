@@ -1,0 +1,264 @@
+// Package app builds the whole sidecar from its configuration: the token
+// verifier, Django's database, the media storage, the channel layer, the
+// WebSocket routes and the health endpoints, and serves them until told to
+// stop, then drains. main, the demo and the tests all build it here, so
+// they run the same server with the same defaults; each adds only what is
+// its own (Options).
+package app
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/lib/pq"
+
+	"github.com/chatsidecar/sidecar/auth"
+	"github.com/chatsidecar/sidecar/config"
+	"github.com/chatsidecar/sidecar/consumer"
+	"github.com/chatsidecar/sidecar/djangodb"
+	"github.com/chatsidecar/sidecar/mediastore"
+	"github.com/chatsidecar/sidecar/memlayer"
+	"github.com/chatsidecar/sidecar/redislayer"
+)
+
+// schemaCheckTimeout bounds the start-up check of Django's tables.
+const schemaCheckTimeout = 30 * time.Second
+
+// Options are what an entry point adds to the application. The zero value
+// is the server main runs.
+type Options struct {
+	// Routes adds handlers to the public listener's mux (the demo's page).
+	Routes func(mux *http.ServeMux)
+	// WrapStore and WrapLayer wrap the database and the channel layer the
+	// consumers use, for tests that hold, fail or record their calls.
+	WrapStore func(consumer.Store) consumer.Store
+	WrapLayer func(consumer.Layer) consumer.Layer
+}
+
+// App is the sidecar, built and not yet serving.
+type App struct {
+	cfg     config.Config
+	log     *slog.Logger
+	sqldb   *sql.DB
+	db      *djangodb.DB
+	layer   consumer.Layer
+	pingers []pinger // what /readyz asks
+	closers []func()
+	srv     *consumer.Server
+	handler http.Handler
+
+	draining atomic.Bool
+}
+
+type pinger struct {
+	name string
+	ping func(context.Context) error
+}
+
+// New builds the application from cfg, which must be valid
+// (config.Validate): it opens and checks Django's database, connects the
+// channel layer and wires the routes. ctx bounds the start-up work only.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options) (_ *App, err error) {
+	a := &App{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	verifier, err := auth.NewVerifier(auth.Config{
+		Algorithm: cfg.JWTAlgorithm, SigningKey: cfg.SigningKey(), VerifyingKey: cfg.JWTVerifyingKey,
+		Audience: cfg.JWTAudience, Issuer: cfg.JWTIssuer, Leeway: time.Duration(cfg.JWTLeeway),
+		UserIDClaim: cfg.JWTUserIDClaim, TokenTypeClaim: cfg.JWTTypeClaim,
+	})
+	if err != nil {
+		return nil, err
+	}
+	media, err := mediastore.New(cfg.MediaRoot, cfg.MediaURL, cfg.PublicBaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("MEDIA_ROOT: %w", err)
+	}
+	if err := a.openDatabase(ctx); err != nil {
+		return nil, err
+	}
+	if err := a.openLayer(ctx); err != nil {
+		return nil, err
+	}
+	var store consumer.Store = a.db
+	if opts.WrapStore != nil {
+		store = opts.WrapStore(store)
+	}
+	layer := a.layer
+	if opts.WrapLayer != nil {
+		layer = opts.WrapLayer(layer)
+	}
+	a.srv = consumer.New(consumer.Config{
+		AllowedHosts: cfg.AllowedHosts, PublicBaseURL: cfg.PublicBaseURL,
+		MaxFrameBytes: cfg.MaxFrameBytes, MaxFileBytes: cfg.MaxFileBytes, SendQueue: cfg.SendQueue,
+		PingInterval: cfg.PingInterval, PingTimeout: cfg.PingTimeout, WriteTimeout: cfg.WriteTimeout,
+		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst,
+	}, store, verifier, media, layer, log)
+
+	mux := http.NewServeMux()
+	mux.Handle("/ws/chat/", a.srv)
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", a.ready)
+	if opts.Routes != nil {
+		opts.Routes(mux)
+	}
+	a.handler = mux
+	return a, nil
+}
+
+// Handler is the public listener's handler: WebSocket routes, health
+// endpoints and what Options.Routes added.
+func (a *App) Handler() http.Handler { return a.handler }
+
+// Connections returns how many WebSocket connections are open.
+func (a *App) Connections() int { return a.srv.Connections() }
+
+// Serve serves on ln until ctx is done, then shuts down gracefully: it stops
+// accepting, lets each connection finish the frame it is handling, closes
+// every connection with 1001 and returns once all are gone or
+// SHUTDOWN_TIMEOUT has passed. It returns early with the error of a
+// failing listener or channel layer.
+func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	httpSrv := &http.Server{
+		Handler:           a.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 2)
+	runCtx, stopRun := context.WithCancel(context.Background())
+	defer stopRun()
+	go func() { errc <- a.srv.Run(runCtx) }()
+	go func() {
+		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}()
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		_ = httpSrv.Close()
+		return err
+	}
+	a.log.Info("shutting down: draining connections", "connections", a.srv.Connections(), "timeout", a.cfg.DrainTimeout)
+	drainCtx, cancel := context.WithTimeout(context.Background(), a.cfg.DrainTimeout)
+	defer cancel()
+	// The listener stays open while connections drain, so a client that
+	// connects meanwhile is told 503 (and /readyz says 503) rather than
+	// finding nobody there.
+	a.draining.Store(true)
+	if err := a.srv.Shutdown(drainCtx); err != nil {
+		a.log.Warn("shutdown: connections cut", "err", err)
+	}
+	_ = httpSrv.Shutdown(drainCtx)
+	return nil
+}
+
+// Close releases the database and the channel layer.
+func (a *App) Close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		a.closers[i]()
+	}
+	a.closers = nil
+}
+
+// ready is /readyz: 200 when Django's database and the channel layer
+// answer; connections are served without the layer, but their messages
+// reach no one else.
+func (a *App) ready(w http.ResponseWriter, r *http.Request) {
+	if a.draining.Load() {
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	for _, p := range a.pingers {
+		if err := p.ping(ctx); err != nil {
+			http.Error(w, p.name+": "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+// openDatabase opens Django's database named by DATABASE_URL (an SQLite
+// file, else PostgreSQL) and checks its schema.
+func (a *App) openDatabase(ctx context.Context) error {
+	cfg := a.cfg
+	dialect := djangodb.Postgres
+	if path, ok := cfg.SQLitePath(); ok {
+		dialect = djangodb.SQLite
+		db, err := djangodb.OpenSQLite(path, cfg.DBMaxConns)
+		if err != nil {
+			return fmt.Errorf("DATABASE_URL: %w", err)
+		}
+		a.sqldb = db
+	} else {
+		// lib/pq; the connection's time zone is UTC, as Django sets it
+		// when USE_TZ is on.
+		connector, err := pq.NewConnector(cfg.DatabaseURL)
+		if err != nil {
+			return fmt.Errorf("DATABASE_URL: %w", err)
+		}
+		db := sql.OpenDB(connector)
+		db.SetMaxOpenConns(cfg.DBMaxConns)
+		db.SetMaxIdleConns(cfg.DBMaxConns)
+		db.SetConnMaxIdleTime(5 * time.Minute)
+		a.sqldb = db
+	}
+	a.closers = append(a.closers, func() { _ = a.sqldb.Close() })
+	db, err := djangodb.New(a.sqldb, dialect, djangodb.Schema{
+		UserTable: cfg.UserTable, ConversationTable: cfg.ConversationTable, MessageTable: cfg.MessageTable,
+		AttachmentTable: cfg.AttachmentTable, BlockTable: cfg.BlockTable, Columns: cfg.DBColumns,
+	})
+	if err != nil {
+		return err
+	}
+	checkCtx, cancel := context.WithTimeout(ctx, schemaCheckTimeout)
+	defer cancel()
+	if err := db.CheckSchema(checkCtx); err != nil {
+		return err
+	}
+	a.db = db
+	a.pingers = append(a.pingers, pinger{"database", db.Ping})
+	return nil
+}
+
+// openLayer connects the channel layer CHANNEL_LAYER names.
+func (a *App) openLayer(ctx context.Context) error {
+	cfg := a.cfg
+	if cfg.ChannelLayer != "redis" {
+		a.layer = memlayer.New(0)
+		return nil
+	}
+	redislayer.RouteClientLogs(a.log)
+	rules, err := cfg.ChannelCapacity()
+	if err != nil {
+		return err
+	}
+	capacity := make([]redislayer.CapacityRule, len(rules))
+	for i, r := range rules {
+		capacity[i] = redislayer.CapacityRule{Pattern: r.Pattern, Capacity: r.Capacity}
+	}
+	layer, err := redislayer.New(ctx, redislayer.Config{
+		Hosts: cfg.RedisURL, Prefix: cfg.LayerPrefix, Capacity: cfg.LayerCapacity, ChannelCapacity: capacity,
+		Expiry: time.Duration(cfg.LayerExpiry), GroupExpiry: time.Duration(cfg.LayerGroupExpiry),
+		SymmetricEncryptionKeys: cfg.LayerKeys,
+	}, a.log.With("layer", "redis"))
+	if err != nil {
+		return fmt.Errorf("REDIS_URL: %w", err)
+	}
+	a.layer = layer
+	a.closers = append(a.closers, func() { _ = layer.Close() })
+	a.pingers = append(a.pingers, pinger{"channel layer", layer.Ping})
+	return nil
+}

@@ -1,0 +1,215 @@
+package consumer
+
+import (
+	"context"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/chatsidecar/sidecar/chat"
+)
+
+// memStore is Django's database in memory, with the rules a save applies
+// (gone, blocked, status, NUL), for the dispatch tests. djangodb's own
+// tests prove the SQL does the same on PostgreSQL and SQLite.
+type memStore struct {
+	mu     sync.Mutex
+	users  map[int64]chat.User
+	convs  map[int64]chat.Conversation
+	blocks map[[2]int64]bool
+	msgs   []chat.Message
+	nextID int64
+	fail   error // when set, every call fails with it
+}
+
+func newMemStore() *memStore {
+	return &memStore{users: map[int64]chat.User{}, convs: map[int64]chat.Conversation{}, blocks: map[[2]int64]bool{}}
+}
+
+func (s *memStore) addUser(u chat.User) chat.User {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.users[u.ID] = u
+	return u
+}
+
+func (s *memStore) addConversation(c chat.Conversation) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.convs[c.ID] = c
+}
+
+func (s *memStore) setBlocked(listener, talker int64, blocked bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.blocks[[2]int64{listener, talker}] = blocked
+}
+
+func (s *memStore) setFail(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fail = err
+}
+
+func (s *memStore) messages() []chat.Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]chat.Message(nil), s.msgs...)
+}
+
+func (s *memStore) User(_ context.Context, id int64) (chat.User, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail != nil {
+		return chat.User{}, s.fail
+	}
+	u, ok := s.users[id]
+	if !ok {
+		return u, chat.ErrUserNotFound
+	}
+	return u, nil
+}
+
+func (s *memStore) Conversation(_ context.Context, id int64) (chat.Conversation, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conversation(id)
+}
+
+func (s *memStore) conversation(id int64) (chat.Conversation, bool, error) {
+	if s.fail != nil {
+		return chat.Conversation{}, false, s.fail
+	}
+	c, ok := s.convs[id]
+	if !ok {
+		return c, false, chat.ErrConversationGone
+	}
+	return c, s.blocks[[2]int64{c.ListenerID, c.TalkerID}], nil
+}
+
+func (s *memStore) IsBlocked(_ context.Context, listenerID, talkerID int64) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail != nil {
+		return false, s.fail
+	}
+	return s.blocks[[2]int64{listenerID, talkerID}], nil
+}
+
+// insert applies the rules of a save in the contract's order and appends
+// the message.
+func (s *memStore) insert(m chat.Draft, typ string, texts ...string) (chat.Message, error) {
+	conv, blocked, err := s.conversation(m.ConversationID)
+	switch {
+	case err != nil:
+		return chat.Message{}, err
+	case blocked:
+		return chat.Message{}, chat.ErrBlocked
+	}
+	if err := conv.CanSend(m.Sender.ID); err != nil {
+		return chat.Message{}, err
+	}
+	for _, t := range texts {
+		if strings.IndexByte(t, 0) >= 0 {
+			return chat.Message{}, chat.ErrNUL
+		}
+	}
+	s.nextID++
+	msg := chat.Message{ID: s.nextID, ConversationID: m.ConversationID, Sender: m.Sender, Content: m.Content,
+		MessageType: typ, CreatedAt: m.CreatedAt.UTC().Truncate(time.Microsecond)}
+	s.msgs = append(s.msgs, msg)
+	return msg, nil
+}
+
+func (s *memStore) SaveText(_ context.Context, m chat.Draft) (chat.Message, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.insert(m, chat.TypeText, m.Content)
+}
+
+func (s *memStore) SaveFile(ctx context.Context, m chat.Draft, f chat.FileDraft, files chat.Files) (chat.Message, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	msg, err := s.insert(m, chat.TypeFile, m.Content, f.Filename)
+	if err != nil {
+		return msg, err
+	}
+	path, err := files.Save(ctx, f.Name, f.Data, msg.CreatedAt)
+	if err != nil {
+		s.msgs = s.msgs[:len(s.msgs)-1]
+		return chat.Message{}, err
+	}
+	msg.Attachment = &chat.Attachment{ID: msg.ID, File: path, Filename: f.Filename, FileSize: int64(len(f.Data)), FileType: f.FileType}
+	s.msgs[len(s.msgs)-1] = msg
+	return msg, nil
+}
+
+func (s *memStore) History(_ context.Context, conversationID int64) ([]chat.Message, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail != nil {
+		return nil, s.fail
+	}
+	var out []chat.Message
+	for _, m := range s.msgs {
+		if m.ConversationID == conversationID {
+			out = append(out, m)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
+			return out[i].CreatedAt.After(out[j].CreatedAt)
+		}
+		return out[i].ID > out[j].ID
+	})
+	return out, nil
+}
+
+func (s *memStore) MarkRead(_ context.Context, conversationID, readerID int64) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail != nil {
+		return 0, s.fail
+	}
+	var n int64
+	for i, m := range s.msgs {
+		if m.ConversationID == conversationID && !m.IsRead && m.Sender.ID != readerID {
+			s.msgs[i].IsRead = true
+			n++
+		}
+	}
+	return n, nil
+}
+
+// memFiles is MEDIA_ROOT in memory.
+type memFiles struct {
+	mu    sync.Mutex
+	files map[string][]byte
+}
+
+func (f *memFiles) Save(_ context.Context, name string, data []byte, now time.Time) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.files == nil {
+		f.files = map[string][]byte{}
+	}
+	p := now.Format("chat_files/2006/01/02/") + name
+	f.files[p] = data
+	return p, nil
+}
+
+func (f *memFiles) Remove(p string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.files, p)
+	return nil
+}
+
+func (f *memFiles) URL(p string) string { return "https://chat.example.com/media/" + p }
+
+func (f *memFiles) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.files)
+}
