@@ -23,7 +23,7 @@ func TestSQLiteSharedWithDjangoREST(t *testing.T) {
 	otherTalker := db.CreateUser(t, "other-talker@example.com", "", "talker")
 	s.env = []string{"DATABASE_URL=" + db.DSN, "SECRET_KEY=" + secretKey, "CHANNEL_LAYER=memory",
 		"MEDIA_ROOT=" + t.TempDir(), "PUBLIC_BASE_URL=http://testserver", "ALLOWED_HOSTS=*"}
-	s.tokens = testenv.MintTokens(t, db.DSN, s.env, s.listener, s.talker, otherListener)
+	s.tokens = testenv.Mint(secretKey, s.listener, s.talker, otherListener)
 	py, goAddr := s.daphne(), s.sidecar()
 	talker := s.join(goAddr, s.talker)
 

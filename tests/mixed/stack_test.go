@@ -59,7 +59,7 @@ func newStack(t *testing.T, redisURLs string) *stack {
 		"CHANNEL_LAYER_PREFIX=asgi" + randHex(6), "MEDIA_ROOT=" + t.TempDir(),
 		"PUBLIC_BASE_URL=http://testserver", "ALLOWED_HOSTS=*",
 	}
-	s.tokens = testenv.MintTokens(t, db.DSN, s.env, s.listener, s.talker)
+	s.tokens = testenv.Mint(secretKey, s.listener, s.talker)
 	return s
 }
 
