@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test command of README.md: makes sure PostgreSQL, Redis, Go, Chromium and the
+# The test command of README.md: makes sure PostgreSQL, Redis, Go, Chromium, Prometheus and the
 # Debian Python packages of the Django fixture are there (installing or
 # starting what is missing, as root on Debian), then runs every test.
 # Extra arguments go to `go test` (e.g. -run TestBlockingTimeline ./tests/e2e/).
@@ -43,6 +43,10 @@ fi
 
 # Debian's Chromium, which the demo page's browser test drives (demo/browser_test.go).
 command -v chromium >/dev/null || apt_install chromium
+
+# Debian's Prometheus, which tests run as their own process on a free port
+# (tests/testenv/prometheus.go); its recommended node exporter is not needed.
+command -v prometheus >/dev/null || apt_install --no-install-recommends prometheus
 
 # PostgreSQL on 127.0.0.1:5432 with trust auth for postgres.
 pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
