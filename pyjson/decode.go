@@ -1,6 +1,7 @@
 package pyjson
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/big"
@@ -31,6 +32,22 @@ func (e *SyntaxError) Error() string {
 // strings, invalid UTF-8 and trailing data are errors. Nesting deeper than
 // MaxDepth is ErrTooDeep. A lone surrogate escape decodes to U+FFFD.
 func Decode(data []byte) (Value, error) {
+	return DecodeLimited(data, Limits{MaxDepth: MaxDepth})
+}
+
+// Limits bound what a decode may build, so its memory stays within a small
+// multiple of the input whatever the input holds.
+type Limits struct {
+	MaxDepth  int // nesting of lists and objects; deeper is ErrTooDeep
+	MaxValues int // values (scalars, lists, objects) in all; more is ErrTooMany; 0: no bound
+}
+
+// ErrTooMany is returned by DecodeLimited for input with more values than
+// Limits.MaxValues.
+var ErrTooMany = errors.New("pyjson: too many values")
+
+// DecodeLimited is Decode within limits.
+func DecodeLimited(data []byte, lim Limits) (Value, error) {
 	if !utf8.Valid(data) {
 		i := 0
 		for i < len(data) {
@@ -42,7 +59,10 @@ func Decode(data []byte) (Value, error) {
 		}
 		return nil, &SyntaxError{Msg: "Invalid UTF-8", Offset: i}
 	}
-	d := decoder{data: data}
+	d := decoder{data: data, maxDepth: lim.MaxDepth, values: lim.MaxValues}
+	if lim.MaxValues <= 0 {
+		d.values = -1
+	}
 	d.skipSpace()
 	v, err := d.value(0)
 	if err != nil {
@@ -56,8 +76,10 @@ func Decode(data []byte) (Value, error) {
 }
 
 type decoder struct {
-	data []byte
-	pos  int
+	data     []byte
+	pos      int
+	maxDepth int
+	values   int // values left to decode; -1: no bound
 }
 
 func (d *decoder) errorf(msg string) error {
@@ -81,6 +103,12 @@ func (d *decoder) hasPrefix(s string) bool {
 
 // value parses the value at d.pos, which is not whitespace.
 func (d *decoder) value(depth int) (Value, error) {
+	if d.values == 0 {
+		return nil, ErrTooMany
+	}
+	if d.values > 0 {
+		d.values--
+	}
 	if d.pos >= len(d.data) {
 		return nil, d.errorf("Expecting value")
 	}
@@ -379,7 +407,7 @@ func hex4(data []byte, i int) (rune, bool) {
 
 // list parses a list at d.pos, the '['.
 func (d *decoder) list(depth int) (Value, error) {
-	if depth > MaxDepth {
+	if depth > d.maxDepth {
 		return nil, ErrTooDeep
 	}
 	d.pos++
@@ -413,7 +441,7 @@ func (d *decoder) list(depth int) (Value, error) {
 
 // object parses an object at d.pos, the '{'.
 func (d *decoder) object(depth int) (Value, error) {
-	if depth > MaxDepth {
+	if depth > d.maxDepth {
 		return nil, ErrTooDeep
 	}
 	d.pos++

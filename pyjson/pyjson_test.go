@@ -481,3 +481,61 @@ func BenchmarkDecodeMessage(b *testing.B) {
 		}
 	}
 }
+
+// DecodeLimited refuses input with more values or deeper nesting than its
+// limits, and counts every value once: scalars, lists and objects.
+func TestDecodeLimited(t *testing.T) {
+	lim := Limits{MaxDepth: 3, MaxValues: 5}
+	for in, want := range map[string]error{
+		`[1, 2, 3, 4]`:        nil, // the list and four numbers
+		`[1, 2, 3, 4, 5]`:     ErrTooMany,
+		`{"a": {"b": [1]}}`:   nil,
+		`{"a": {"b": [[1]]}}`: ErrTooDeep,
+		`{"a": 1, "b": "x"}`:  nil,
+		`{"a": [], "b": {}, "c": null, "d": 1, "e": 2}`: ErrTooMany,
+	} {
+		if _, err := DecodeLimited([]byte(in), lim); !errors.Is(err, want) && err != want {
+			t.Errorf("DecodeLimited(%s) error = %v, want %v", in, err, want)
+		}
+	}
+	if _, err := DecodeLimited([]byte(`[`+strings.Repeat(`0,`, 1<<20)+`0]`), Limits{MaxDepth: 10, MaxValues: 1000}); !errors.Is(err, ErrTooMany) {
+		t.Errorf("a million zeros: %v, want ErrTooMany", err)
+	}
+}
+
+// FuzzDecodeLimited: within limits the decoder never builds more values
+// than allowed, and agrees with Decode on everything it accepts.
+func FuzzDecodeLimited(f *testing.F) {
+	for _, c := range decodeGolden {
+		f.Add([]byte(c.in), 8, 50)
+	}
+	f.Fuzz(func(t *testing.T, data []byte, depth, values int) {
+		lim := Limits{MaxDepth: depth%64 + 1, MaxValues: values%1000 + 1}
+		v, err := DecodeLimited(data, lim)
+		if err != nil {
+			return
+		}
+		if n := countValues(v); n > lim.MaxValues {
+			t.Fatalf("DecodeLimited(%q, %+v) built %d values", data, lim, n)
+		}
+		full, err := Decode(data)
+		if err != nil || !equal(v, full) {
+			t.Fatalf("DecodeLimited(%q) = %#v, Decode = %#v, %v", data, v, full, err)
+		}
+	})
+}
+
+func countValues(v Value) int {
+	n := 1
+	switch x := v.(type) {
+	case List:
+		for _, e := range x {
+			n += countValues(e)
+		}
+	case Object:
+		for _, m := range x {
+			n += countValues(m.Value)
+		}
+	}
+	return n
+}
