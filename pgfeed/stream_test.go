@@ -242,3 +242,78 @@ func TestWaitForFlushInsideRecord(t *testing.T) {
 		t.Fatalf("WaitFor(%s) after a commit elsewhere: %v", flush, err)
 	}
 }
+
+// The feed outlives its server: a fast shutdown (which waits for the feed
+// to confirm all it was sent) and a crash each take it down, and it comes
+// back by itself with a Reset once the server is up again.
+func TestServerRestartAndCrash(t *testing.T) {
+	t.Parallel()
+	c := testenv.NewCluster(t)
+	db, err := sql.Open("postgres", c.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`CREATE TABLE item (id int PRIMARY KEY, v text); CREATE PUBLICATION sidecar_feed FOR TABLE item`); err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	f, err := pgfeed.New(pgfeed.Config{DSN: c.URL(), Publication: publication, RetryMax: 200 * time.Millisecond,
+		Log: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx, rec) }()
+	defer func() { cancel(); <-done }()
+	up := func() {
+		t.Helper()
+		for deadline := time.Now().Add(waitTimeout); !f.Up(); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("feed not up")
+			}
+		}
+	}
+	// insert commits a row and waits for the feed to apply it.
+	insert := func(n int) {
+		t.Helper()
+		if _, err := db.Exec(`INSERT INTO item VALUES ($1, 'x')`, n); err != nil {
+			t.Fatal(err)
+		}
+		wctx, wcancel := context.WithTimeout(context.Background(), waitTimeout)
+		defer wcancel()
+		l, err := pgfeed.CurrentLSN(wctx, db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.WaitFor(wctx, l); err != nil {
+			t.Fatalf("WaitFor after insert %d: %v", n, err)
+		}
+	}
+	up()
+	insert(1)
+
+	begin := time.Now()
+	c.Stop(t)
+	t.Logf("fast shutdown with the feed connected took %s", time.Since(begin))
+	for deadline := time.Now().Add(waitTimeout); f.Up(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("Up with the server stopped")
+		}
+	}
+	c.Start(t)
+	up()
+	insert(2)
+
+	c.Crash(t)
+	c.Start(t)
+	up()
+	insert(3)
+	if n := rec.resetCount(); n != 3 {
+		t.Errorf("%d Resets, want 3 (start, after the restart, after the crash)", n)
+	}
+	if got := len(rec.since(0)); got != 3 {
+		t.Errorf("%d transactions, want 3", got)
+	}
+}
