@@ -78,7 +78,8 @@ type Handler interface {
 	// Reset starts a new stream (the first, or one after a reconnection):
 	// drop everything derived from changes seen earlier. Changes committed
 	// before the new stream started are never delivered; a read from the
-	// database that starts after Reset returns sees them.
+	// database that starts after Reset returns sees them (creating the slot
+	// waits for every transaction running at the time to end).
 	Reset()
 	// Apply takes one committed transaction; transactions come in commit
 	// order. The Tx is the handler's to keep.

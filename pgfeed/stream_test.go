@@ -43,7 +43,7 @@ func slots(t testing.TB, db *sql.DB) map[string]int {
 // new slot, calls Reset, and delivers again. The old slot is gone.
 func TestReconnectAfterWalsenderKilled(t *testing.T) {
 	t.Parallel()
-	e := setup(t, func(c *pgfeed.Config) { c.RetryMin = 300 * time.Millisecond }) // long enough to see the feed down
+	e := setup(t, func(c *pgfeed.Config) { c.RetryMin = time.Second }) // long enough to see the feed down
 	e.insertMessage(t, "before")
 	e.sync(t)
 	before := slots(t, e.db.DB)
