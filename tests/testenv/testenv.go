@@ -182,15 +182,16 @@ func randomSuffix() string {
 
 func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
 
-// buildTemplate creates sidecar_tmpl_<pid>_<random> and runs Django's migrate into it.
-func buildTemplate(adm *sql.DB) (string, error) {
+// buildTemplate creates sidecar_tmpl_<pid>_<random> on server (reached
+// through adm) and runs Django's migrate into it.
+func buildTemplate(adm *sql.DB, server string) (string, error) {
 	name := fmt.Sprintf("sidecar_tmpl_%d_%s", os.Getpid(), randomSuffix())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := adm.ExecContext(ctx, "CREATE DATABASE "+quoteIdent(name)); err != nil {
 		return "", fmt.Errorf("create template database %s: %w", name, err)
 	}
-	dsn, err := dbURL(serverURL(), name)
+	dsn, err := dbURL(server, name)
 	if err != nil {
 		return "", err
 	}
@@ -209,17 +210,24 @@ func Postgres(t testing.TB) *Database {
 	t.Helper()
 	adm := admin(t)
 	RequirePython(t)
-	tmplOnce.Do(func() { tmplName, tmplErr = buildTemplate(adm) })
+	tmplOnce.Do(func() { tmplName, tmplErr = buildTemplate(adm, serverURL()) })
 	if tmplErr != nil {
 		t.Fatalf("testenv: %v", tmplErr)
 	}
+	return cloneTemplate(t, adm, serverURL(), tmplName)
+}
+
+// cloneTemplate creates sidecar_test_<pid>_<random> from tmpl on server
+// (reached through adm), opens it, and drops it when the test ends.
+func cloneTemplate(t testing.TB, adm *sql.DB, server, tmpl string) *Database {
+	t.Helper()
 	name := fmt.Sprintf("sidecar_test_%d_%s", os.Getpid(), randomSuffix())
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if _, err := adm.ExecContext(ctx, "CREATE DATABASE "+quoteIdent(name)+" TEMPLATE "+quoteIdent(tmplName)); err != nil {
-		t.Fatalf("testenv: create database %s from template %s: %v", name, tmplName, err)
+	if _, err := adm.ExecContext(ctx, "CREATE DATABASE "+quoteIdent(name)+" TEMPLATE "+quoteIdent(tmpl)); err != nil {
+		t.Fatalf("testenv: create database %s from template %s: %v", name, tmpl, err)
 	}
-	dsn, err := dbURL(serverURL(), name)
+	dsn, err := dbURL(server, name)
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
