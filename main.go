@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/chatsidecar/sidecar/app"
@@ -26,6 +27,11 @@ func main() {
 		os.Exit(2)
 	}
 	log := newLogger(cfg)
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// The runtime collects harder as the heap nears the limit, so
+		// garbage does not push the process past it.
+		debug.SetMemoryLimit(int64(cfg.MemoryLimit))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	if err := run(ctx, cfg, log, nil); err != nil {

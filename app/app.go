@@ -14,10 +14,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
+	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/lib/pq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/chatsidecar/sidecar/auth"
 	"github.com/chatsidecar/sidecar/config"
@@ -28,8 +32,19 @@ import (
 	"github.com/chatsidecar/sidecar/redislayer"
 )
 
-// schemaCheckTimeout bounds the start-up check of Django's tables.
-const schemaCheckTimeout = 30 * time.Second
+const (
+	// schemaCheckTimeout bounds the start-up check of Django's tables.
+	schemaCheckTimeout = 30 * time.Second
+	// headerTimeout bounds a request's headers; idleTimeout closes an idle
+	// keep-alive connection (a handshake refused or not); maxHeaderBytes
+	// refuses oversized requests (431) before any handler runs: a token
+	// is a few hundred bytes.
+	headerTimeout  = 10 * time.Second
+	idleTimeout    = 60 * time.Second
+	maxHeaderBytes = 64 << 10
+	// readyTimeout bounds /readyz's checks.
+	readyTimeout = 2 * time.Second
+)
 
 // Options are what an entry point adds to the application. The zero value
 // is the server main runs.
@@ -44,15 +59,16 @@ type Options struct {
 
 // App is the sidecar, built and not yet serving.
 type App struct {
-	cfg     config.Config
-	log     *slog.Logger
-	sqldb   *sql.DB
-	db      *djangodb.DB
-	layer   consumer.Layer
-	pingers []pinger // what /readyz asks
-	closers []func()
-	srv     *consumer.Server
-	handler http.Handler
+	cfg      config.Config
+	log      *slog.Logger
+	sqldb    *sql.DB
+	db       *djangodb.DB
+	layer    consumer.Layer
+	pingers  []pinger // what /readyz asks
+	closers  []func()
+	srv      *consumer.Server
+	handler  http.Handler
+	registry *prometheus.Registry // every metric of the process
 
 	draining atomic.Bool
 }
@@ -66,7 +82,8 @@ type pinger struct {
 // (config.Validate): it opens and checks Django's database, connects the
 // channel layer and wires the routes. ctx bounds the start-up work only.
 func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options) (_ *App, err error) {
-	a := &App{cfg: cfg, log: log}
+	a := &App{cfg: cfg, log: log, registry: prometheus.NewRegistry()}
+	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	defer func() {
 		if err != nil {
 			a.Close()
@@ -100,10 +117,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options)
 	}
 	a.srv = consumer.New(consumer.Config{
 		AllowedHosts: cfg.AllowedHosts, PublicBaseURL: cfg.PublicBaseURL,
-		MaxFrameBytes: cfg.MaxFrameBytes, MaxFileBytes: cfg.MaxFileBytes, SendQueue: cfg.SendQueue,
+		MaxFrameBytes: cfg.MaxFrameBytes, MaxTextFrameBytes: cfg.MaxTextFrameBytes, MaxFileBytes: cfg.MaxFileBytes,
+		MaxMessageChars: cfg.MaxMessageChars, MessageTimeout: cfg.MessageTimeout,
+		SendQueueBytes: cfg.SendQueueBytes, MemoryBudget: int64(cfg.MemoryLimit) / 2, BudgetWait: cfg.MemoryWait,
 		PingInterval: cfg.PingInterval, PingTimeout: cfg.PingTimeout, WriteTimeout: cfg.WriteTimeout,
-		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst,
-	}, store, verifier, media, layer, log)
+		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, MaxUserConnections: cfg.MaxUserConns,
+		FileBytesPerSecond: float64(cfg.FileRate), FileBurstBytes: int64(cfg.FileBurst),
+		DBTimeout: cfg.DBTimeout, LayerTimeout: cfg.RedisTimeout,
+	}, store, verifier, media, layer, log, a.registry)
 
 	mux := http.NewServeMux()
 	mux.Handle("/ws/chat/", a.srv)
@@ -131,7 +152,9 @@ func (a *App) Connections() int { return a.srv.Connections() }
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	httpSrv := &http.Server{
 		Handler:           a.handler,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: headerTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 2)
@@ -173,21 +196,23 @@ func (a *App) Close() {
 
 // ready is /readyz: 200 when Django's database and the channel layer
 // answer; connections are served without the layer, but their messages
-// reach no one else.
+// reach no one else. It says only "ready" or "not ready": what failed goes
+// to the log, never to whoever asks.
 func (a *App) ready(w http.ResponseWriter, r *http.Request) {
 	if a.draining.Load() {
-		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		http.Error(w, "not ready", http.StatusServiceUnavailable)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 	defer cancel()
 	for _, p := range a.pingers {
 		if err := p.ping(ctx); err != nil {
-			http.Error(w, p.name+": "+err.Error(), http.StatusServiceUnavailable)
+			a.log.Warn("not ready", "check", p.name, "err", err)
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}
 	}
-	fmt.Fprintln(w, "ok")
+	fmt.Fprintln(w, "ready")
 }
 
 // openDatabase opens Django's database named by DATABASE_URL (an SQLite
@@ -205,7 +230,11 @@ func (a *App) openDatabase(ctx context.Context) error {
 	} else {
 		// lib/pq; the connection's time zone is UTC, as Django sets it
 		// when USE_TZ is on.
-		connector, err := pq.NewConnector(cfg.DatabaseURL)
+		dsn, err := withTimeouts(cfg.DatabaseURL, cfg.DBTimeout)
+		if err != nil {
+			return fmt.Errorf("DATABASE_URL: %w", err)
+		}
+		connector, err := pq.NewConnector(dsn)
 		if err != nil {
 			return fmt.Errorf("DATABASE_URL: %w", err)
 		}
@@ -252,7 +281,7 @@ func (a *App) openLayer(ctx context.Context) error {
 	layer, err := redislayer.New(ctx, redislayer.Config{
 		Hosts: cfg.RedisURL, Prefix: cfg.LayerPrefix, Capacity: cfg.LayerCapacity, ChannelCapacity: capacity,
 		Expiry: time.Duration(cfg.LayerExpiry), GroupExpiry: time.Duration(cfg.LayerGroupExpiry),
-		SymmetricEncryptionKeys: cfg.LayerKeys,
+		SymmetricEncryptionKeys: cfg.LayerKeys, Timeout: cfg.RedisTimeout,
 	}, a.log.With("layer", "redis"))
 	if err != nil {
 		return fmt.Errorf("REDIS_URL: %w", err)
@@ -261,4 +290,24 @@ func (a *App) openLayer(ctx context.Context) error {
 	a.closers = append(a.closers, func() { _ = layer.Close() })
 	a.pingers = append(a.pingers, pinger{"channel layer", layer.Ping})
 	return nil
+}
+
+// withTimeouts sets PostgreSQL's statement_timeout and lock_timeout on every
+// connection (lib/pq sends unknown URL parameters as run-time settings),
+// unless DATABASE_URL sets them itself: a statement or a lock wait never
+// outlives the call that waits for it.
+func withTimeouts(dsn string, d time.Duration) (string, error) {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "", errors.New("not a URL")
+	}
+	q := u.Query()
+	ms := strconv.FormatInt(d.Milliseconds(), 10)
+	for _, k := range []string{"statement_timeout", "lock_timeout"} {
+		if q.Get(k) == "" {
+			q.Set(k, ms)
+		}
+	}
+	u.RawQuery = q.Encode()
+	return u.String(), nil
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
+
+	"github.com/chatsidecar/sidecar/redact"
 )
 
 // Config is every setting of the sidecar. The `desc` tags are the README's
@@ -54,18 +56,64 @@ type Config struct {
 	LayerKeys        []string `envconfig:"CHANNEL_LAYER_SYMMETRIC_ENCRYPTION_KEYS" desc:"channels_redis symmetric_encryption_keys, comma-separated (encrypt with the first)"`
 	LayerChannelCap  []string `envconfig:"CHANNEL_LAYER_CHANNEL_CAPACITY" desc:"channels_redis channel_capacity as glob=capacity pairs, comma-separated, first match wins (e.g. specific.*=500)"`
 
-	MaxFrameBytes int64         `envconfig:"MAX_FRAME_BYTES" default:"16777216" desc:"largest client frame; larger closes with 1009"`
-	MaxFileBytes  int64         `envconfig:"MAX_FILE_BYTES" default:"10485760" desc:"largest decoded file of a file_message"`
-	SendQueue     int           `envconfig:"SEND_QUEUE" default:"256" desc:"frames queued per connection; a connection whose queue is full is closed"`
-	RateLimit     float64       `envconfig:"RATE_LIMIT" default:"100" desc:"frames per second a connection may send on average (0: no limit); more get an error frame"`
-	RateBurst     int           `envconfig:"RATE_BURST" default:"200" desc:"frames a connection may send at once; a client still sending this many past the limit is closed with 1008"`
-	PingInterval  time.Duration `envconfig:"PING_INTERVAL" default:"20s" desc:"how often idle connections are pinged"`
-	PingTimeout   time.Duration `envconfig:"PING_TIMEOUT" default:"30s" desc:"close a connection this long after a ping without a pong"`
-	WriteTimeout  time.Duration `envconfig:"WRITE_TIMEOUT" default:"10s" desc:"longest time one frame may take to write"`
-	DrainTimeout  time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"25s" desc:"on SIGTERM, how long to wait for in-flight work before closing anyway"`
+	MaxFrameBytes     int64         `envconfig:"MAX_FRAME_BYTES" default:"16777216" desc:"largest client message (a file_message); larger closes with 1009"`
+	MaxTextFrameBytes int64         `envconfig:"MAX_TEXT_FRAME_BYTES" default:"131072" desc:"largest client message that is not a file_message; larger closes with 1009"`
+	MaxFileBytes      int64         `envconfig:"MAX_FILE_BYTES" default:"10485760" desc:"largest decoded file of a file_message"`
+	MaxMessageChars   int           `envconfig:"MAX_MESSAGE_CHARS" default:"10000" desc:"longest message text or caption, in characters (0: no limit); longer gets an error frame"`
+	MessageTimeout    time.Duration `envconfig:"MESSAGE_TIMEOUT" default:"60s" desc:"longest time a client message may take to arrive whole, however fragmented"`
+	SendQueueBytes    int64         `envconfig:"SEND_QUEUE_BYTES" default:"8388608" desc:"bytes queued for one connection; a connection that falls further behind is closed with 1008"`
+	MemoryLimit       Bytes         `envconfig:"MEMORY_LIMIT" default:"192MiB" desc:"memory the process aims to stay under (GOMEMLIMIT); half of it is the budget for frames read or queued and histories"`
+	MemoryWait        time.Duration `envconfig:"MEMORY_WAIT" default:"5s" desc:"how long work waits for the memory budget before the client is told to retry (503 at connect, close 1013)"`
+	RateLimit         float64       `envconfig:"RATE_LIMIT" default:"100" desc:"frames per second a connection may send on average (0: no limit); more get an error frame"`
+	RateBurst         int           `envconfig:"RATE_BURST" default:"200" desc:"frames a connection may send at once; a client still sending this many past the limit is closed with 1008"`
+	MaxUserConns      int           `envconfig:"MAX_USER_CONNECTIONS" default:"32" desc:"connections one user may have open (0: no limit); more are refused with 403"`
+	FileRate          Bytes         `envconfig:"FILE_BYTES_PER_SECOND" default:"1MiB" desc:"bytes of files one user may store per second on average, each file counted as at least 64 KiB (0: no limit)"`
+	FileBurst         Bytes         `envconfig:"FILE_BURST_BYTES" default:"20MiB" desc:"bytes of files one user may store at once"`
+	PingInterval      time.Duration `envconfig:"PING_INTERVAL" default:"20s" desc:"how often idle connections are pinged"`
+	PingTimeout       time.Duration `envconfig:"PING_TIMEOUT" default:"30s" desc:"close a connection this long after a ping without a pong"`
+	WriteTimeout      time.Duration `envconfig:"WRITE_TIMEOUT" default:"10s" desc:"longest time one frame may take to write"`
+	DBTimeout         time.Duration `envconfig:"DB_TIMEOUT" default:"5s" desc:"longest time one database call may take (also PostgreSQL's statement_timeout and lock_timeout)"`
+	RedisTimeout      time.Duration `envconfig:"REDIS_TIMEOUT" default:"3s" desc:"longest time one Redis command may take"`
+	DrainTimeout      time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"25s" desc:"on SIGTERM, how long to wait for in-flight work before closing anyway"`
 
 	LogLevel  slog.Level `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat string     `envconfig:"LOG_FORMAT" default:"text" desc:"text or json"`
+}
+
+// Bytes is a size written as a number of bytes or with a binary suffix
+// (KiB, MiB, GiB), as GOMEMLIMIT is.
+type Bytes int64
+
+// Decode implements envconfig.Decoder.
+func (b *Bytes) Decode(v string) error {
+	units := []struct {
+		suffix string
+		n      int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}}
+	mult := int64(1)
+	num := strings.TrimSpace(v)
+	for _, u := range units {
+		if s, ok := strings.CutSuffix(num, u.suffix); ok {
+			num, mult = strings.TrimSpace(s), u.n
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return fmt.Errorf("want bytes, e.g. 1048576 or 192MiB, got %q", v)
+	}
+	*b = Bytes(n * mult)
+	return nil
+}
+
+func (b Bytes) String() string {
+	switch {
+	case b >= 1<<20 && b%(1<<20) == 0:
+		return fmt.Sprintf("%dMiB", b>>20)
+	case b >= 1<<10 && b%(1<<10) == 0:
+		return fmt.Sprintf("%dKiB", b>>10)
+	}
+	return strconv.FormatInt(int64(b), 10)
 }
 
 // Seconds is a duration written as Django writes LEEWAY (a number of
@@ -189,9 +237,12 @@ func (c Config) Validate() error {
 		name string
 		v    int64
 	}{
-		{"DB_MAX_CONNS", int64(c.DBMaxConns)}, {"MAX_FRAME_BYTES", c.MaxFrameBytes}, {"MAX_FILE_BYTES", c.MaxFileBytes},
-		{"SEND_QUEUE", int64(c.SendQueue)}, {"PING_INTERVAL", int64(c.PingInterval)}, {"PING_TIMEOUT", int64(c.PingTimeout)},
-		{"WRITE_TIMEOUT", int64(c.WriteTimeout)}, {"SHUTDOWN_TIMEOUT", int64(c.DrainTimeout)},
+		{"DB_MAX_CONNS", int64(c.DBMaxConns)}, {"MAX_FRAME_BYTES", c.MaxFrameBytes}, {"MAX_TEXT_FRAME_BYTES", c.MaxTextFrameBytes},
+		{"MAX_FILE_BYTES", c.MaxFileBytes}, {"MESSAGE_TIMEOUT", int64(c.MessageTimeout)}, {"SEND_QUEUE_BYTES", c.SendQueueBytes},
+		{"MEMORY_LIMIT", int64(c.MemoryLimit)}, {"MEMORY_WAIT", int64(c.MemoryWait)},
+		{"PING_INTERVAL", int64(c.PingInterval)}, {"PING_TIMEOUT", int64(c.PingTimeout)},
+		{"WRITE_TIMEOUT", int64(c.WriteTimeout)}, {"DB_TIMEOUT", int64(c.DBTimeout)}, {"REDIS_TIMEOUT", int64(c.RedisTimeout)},
+		{"SHUTDOWN_TIMEOUT", int64(c.DrainTimeout)},
 	}
 	for _, p := range positive {
 		if p.v <= 0 {
@@ -215,6 +266,27 @@ func (c Config) Validate() error {
 		if c.LayerExpiry < Seconds(time.Second) || c.LayerGroupExpiry < Seconds(time.Second) {
 			return errors.New("CHANNEL_LAYER_EXPIRY and CHANNEL_LAYER_GROUP_EXPIRY: must be at least 1 second")
 		}
+	}
+	nonNegative := []struct {
+		name string
+		v    int64
+	}{
+		{"MAX_MESSAGE_CHARS", int64(c.MaxMessageChars)}, {"MAX_USER_CONNECTIONS", int64(c.MaxUserConns)},
+		{"FILE_BYTES_PER_SECOND", int64(c.FileRate)}, {"FILE_BURST_BYTES", int64(c.FileBurst)},
+	}
+	for _, p := range nonNegative {
+		if p.v < 0 {
+			return fmt.Errorf("%s: must not be negative", p.name)
+		}
+	}
+	if c.MaxTextFrameBytes > c.MaxFrameBytes {
+		return errors.New("MAX_TEXT_FRAME_BYTES: must not be larger than MAX_FRAME_BYTES")
+	}
+	if c.FileRate > 0 && int64(c.FileBurst) < c.MaxFileBytes {
+		return errors.New("FILE_BURST_BYTES: must be at least MAX_FILE_BYTES, or no file could ever be stored")
+	}
+	if c.SendQueueBytes > int64(c.MemoryLimit)/2 {
+		return errors.New("SEND_QUEUE_BYTES: must not be larger than half of MEMORY_LIMIT (the memory budget)")
 	}
 	if c.RateLimit < 0 || (c.RateLimit > 0 && c.RateBurst <= 0) {
 		return errors.New("RATE_LIMIT and RATE_BURST: a positive burst is needed with a limit (RATE_LIMIT=0 turns the limit off)")
@@ -279,19 +351,16 @@ func (c Config) LogValue() slog.Value {
 		}
 		return "***"
 	}
-	db := c.DatabaseURL
-	if u, err := url.Parse(db); err == nil {
-		db = u.Redacted()
-	}
 	return slog.GroupValue(
-		slog.String("listen", c.ListenAddr), slog.String("database", db),
+		slog.String("listen", c.ListenAddr), slog.String("database", redact.URL(c.DatabaseURL)),
 		slog.String("secret_key", mask(c.SecretKey)), slog.String("jwt_algorithm", c.JWTAlgorithm),
 		slog.String("jwt_signing_key", mask(c.JWTSigningKey)), slog.Any("allowed_hosts", c.AllowedHosts),
 		slog.String("media_root", c.MediaRoot), slog.String("media_url", c.MediaURL),
 		slog.String("public_base_url", c.PublicBaseURL), slog.String("channel_layer", c.ChannelLayer),
 		slog.Any("redis", redactAll(c.RedisURL)), slog.String("layer_prefix", c.LayerPrefix),
 		slog.Int64("max_frame_bytes", c.MaxFrameBytes), slog.Int64("max_file_bytes", c.MaxFileBytes),
-		slog.Int("send_queue", c.SendQueue), slog.Duration("ping_interval", c.PingInterval),
+		slog.Int64("send_queue_bytes", c.SendQueueBytes), slog.Any("memory_limit", c.MemoryLimit),
+		slog.Duration("ping_interval", c.PingInterval),
 		slog.Duration("ping_timeout", c.PingTimeout),
 	)
 }
@@ -299,10 +368,7 @@ func (c Config) LogValue() slog.Value {
 func redactAll(urls []string) []string {
 	out := make([]string, len(urls))
 	for i, s := range urls {
-		if u, err := url.Parse(s); err == nil {
-			s = u.Redacted()
-		}
-		out[i] = s
+		out[i] = redact.URL(s)
 	}
 	return out
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"log/slog"
 	"os"
 	"reflect"
 	"regexp"
@@ -54,7 +55,14 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"DATABASE_URL", "mysql://x/y", "DATABASE_URL"},
 		{"MAX_FRAME_BYTES", "abc", "MAX_FRAME_BYTES"},
 		{"MAX_FRAME_BYTES", "0", "MAX_FRAME_BYTES"},
-		{"SEND_QUEUE", "-1", "SEND_QUEUE"},
+		{"SEND_QUEUE_BYTES", "-1", "SEND_QUEUE_BYTES"},
+		{"SEND_QUEUE_BYTES", "1073741824", "SEND_QUEUE_BYTES"},
+		{"MEMORY_LIMIT", "lots", "MEMORY_LIMIT"},
+		{"MEMORY_LIMIT", "-5MiB", "MEMORY_LIMIT"},
+		{"MAX_TEXT_FRAME_BYTES", "99999999", "MAX_TEXT_FRAME_BYTES"},
+		{"FILE_BURST_BYTES", "1KiB", "FILE_BURST_BYTES"},
+		{"MAX_USER_CONNECTIONS", "-1", "MAX_USER_CONNECTIONS"},
+		{"DB_TIMEOUT", "0s", "DB_TIMEOUT"},
 		{"PING_INTERVAL", "20", "PING_INTERVAL"},
 		{"SIMPLE_JWT_LEEWAY", "soon", "SIMPLE_JWT_LEEWAY"},
 		{"SIMPLE_JWT_LEEWAY", "-1", "SIMPLE_JWT_LEEWAY"},
@@ -81,6 +89,24 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 				t.Errorf("error %q: want one line naming %s", msg, tc.want)
 			}
 		})
+	}
+}
+
+func TestBytes(t *testing.T) {
+	for in, want := range map[string]Bytes{"1048576": 1 << 20, "192MiB": 192 << 20, "64 KiB": 64 << 10, "2GiB": 2 << 30, "0": 0, "12B": 12} {
+		var b Bytes
+		if err := b.Decode(in); err != nil || b != want {
+			t.Errorf("Decode(%q) = %d, %v; want %d", in, b, err, want)
+		}
+	}
+	for _, in := range []string{"", "1.5MiB", "MiB", "-1", "1TiB"} {
+		var b Bytes
+		if err := b.Decode(in); err == nil {
+			t.Errorf("Decode(%q) = %d, want an error", in, b)
+		}
+	}
+	if s := Bytes(192 << 20).String(); s != "192MiB" {
+		t.Errorf("String() = %s", s)
 	}
 }
 
@@ -142,5 +168,27 @@ func TestReadmeTable(t *testing.T) {
 	}
 	for name := range rows {
 		t.Errorf("README documents %s, which the code does not read", name)
+	}
+}
+
+// The logged configuration shows no secret: keys, and passwords in the
+// URLs' user info or query.
+func TestLogValueMasksSecrets(t *testing.T) {
+	setenv(t, "DATABASE_URL", "postgres://app:pw-in-userinfo@db/app?password=pw-in-query&sslmode=disable",
+		"SECRET_KEY", "the-secret-key", "SIMPLE_JWT_SIGNING_KEY", "the-signing-key",
+		"CHANNEL_LAYER", "redis", "REDIS_URL", "redis://:pw-redis@cache:6379/0,rediss://cache2?password=pw-redis2")
+	c, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	slog.New(slog.NewTextHandler(&b, nil)).Info("starting", "config", c)
+	for _, secret := range []string{"pw-in-userinfo", "pw-in-query", "the-secret-key", "the-signing-key", "pw-redis"} {
+		if strings.Contains(b.String(), secret) {
+			t.Errorf("logged configuration shows %q: %s", secret, b.String())
+		}
+	}
+	if !strings.Contains(b.String(), "sslmode=disable") {
+		t.Errorf("logged configuration lost what is not secret: %s", b.String())
 	}
 }

@@ -2,15 +2,27 @@ package consumer
 
 import (
 	"errors"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 	"golang.org/x/time/rate"
 
 	"github.com/chatsidecar/sidecar/chat"
 )
+
+// Close codes of the connection's own limits (RFC 6455 section 7.4.1).
+const (
+	closeTryAgainLater = 1013 // the process is out of memory budget: reconnect later
+)
+
+// queuedFrameCost is what one queued frame costs besides its bytes (the
+// queue entry, the frame's header), so a queue of many tiny frames is
+// bounded too.
+const queuedFrameCost = 64
 
 // conn is one WebSocket. Its reader is the goroutine running readLoop, which
 // handles client frames one at a time, in order, as a Channels consumer does.
@@ -32,9 +44,10 @@ import (
 // event may overflow its queue); the handler then answers over HTTP.
 type conn struct {
 	srv     *Server
+	route   *route
 	user    chat.User
-	conv    chat.Conversation // as loaded at connect: the pair never changes
-	segment string            // the conversation id as written in the URL
+	conv    chat.Conversation // chat: as loaded at connect; the pair never changes
+	segment string            // chat: the conversation id as written in the URL
 	group   string
 	channel string
 
@@ -49,11 +62,13 @@ type conn struct {
 	state    connState
 	code     int // close frame of closing and draining; 0: none
 	reason   string
-	stopping bool       // shutdown asked the reader to stop
-	ready    bool       // the connect frames are queued; group frames follow them
-	pending  [][]byte   // group frames that arrived before the connect frames
-	queue    []outFrame // frames for the writer
-	writing  bool       // a writer goroutine runs
+	stopping bool      // shutdown asked the reader to stop
+	msgEnd   time.Time // while a client message is being read: when it must be whole
+	ready    bool      // the connect frames are queued; group frames follow them
+	pending  []*frame  // group frames that arrived before the connect frames
+	queue    []*frame  // frames for the writer; nil entries are pings
+	queued   int64     // bytes of pending and queue, with queuedFrameCost each
+	writing  bool      // a writer goroutine runs
 }
 
 type connState int
@@ -65,14 +80,8 @@ const (
 	stateClosed
 )
 
-// outFrame is one frame for the writer: text, or a ping when ping is set.
-type outFrame struct {
-	data []byte
-	ping bool
-}
-
-func newConn(s *Server) *conn {
-	return &conn{srv: s, done: make(chan struct{}), gone: make(chan struct{})}
+func newConn(s *Server, r *route) *conn {
+	return &conn{srv: s, route: r, done: make(chan struct{}), gone: make(chan struct{})}
 }
 
 // logger returns the server's logger with what identifies the connection;
@@ -81,50 +90,74 @@ func (c *conn) logger() *slog.Logger {
 	return c.srv.log.With("user", c.user.ID, "group", c.group, "channel", c.channel)
 }
 
-// start queues the connect frames, then the group frames that arrived
-// meanwhile, and lets group frames through from now on.
-func (c *conn) start(ws *websocket.Conn, frames ...[]byte) {
+// start queues the connect frames (held by the caller, handed over here),
+// then the group frames that arrived meanwhile, and lets group frames
+// through from now on.
+func (c *conn) start(ws *websocket.Conn, frames ...*frame) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.ws = ws
 	if c.state != stateOpen {
-		// Ended before the upgrade: the writer says goodbye now.
-		c.startWriter()
+		for _, f := range frames {
+			f.release()
+		}
+		c.startWriter() // ended before the upgrade: say goodbye now
 		return
 	}
-	for _, f := range append(frames, c.pending...) {
-		c.queue = append(c.queue, outFrame{data: f})
+	for _, f := range frames {
+		c.queue = append(c.queue, f)
+		c.queued += f.size + queuedFrameCost
 	}
+	c.queue = append(c.queue, c.pending...)
 	c.pending = nil
 	c.ready = true
 	c.startWriter()
 }
 
-// enqueue queues a frame without ever waiting: a connection whose queue is
-// full is closed (docs/PROTOCOL.md section 8), never waited for.
-func (c *conn) enqueue(frame []byte) {
+// enqueue queues f (the caller keeps its own hold) without ever waiting.
+// A connection that falls behind is closed, never waited for
+// (docs/PROTOCOL.md section 8): with 1008 when its queue would pass
+// SendQueueBytes, with 1013 when the process's memory budget is spent and
+// it still has frames waiting. A connection whose queue is empty always
+// takes the frame, however large: it is keeping up.
+func (c *conn) enqueue(f *frame) {
 	c.mu.Lock()
 	if c.state != stateOpen {
 		c.mu.Unlock()
 		return
 	}
-	n := len(c.queue)
-	if !c.ready {
-		n = len(c.pending)
-	}
-	if n >= c.srv.cfg.SendQueue {
+	cost := f.size + queuedFrameCost
+	behind := len(c.queue)+len(c.pending) > 0
+	switch {
+	case behind && c.queued+cost > c.srv.cfg.SendQueueBytes:
 		c.mu.Unlock()
-		c.logger().Warn("dropping connection", "reason", "send queue full")
+		c.srv.metrics.drop("send_queue")
+		c.logger().Warn("dropping connection", "reason", "send queue full", "queued_bytes", c.queued)
 		c.end(websocket.ClosePolicyViolation, "send queue full")
 		return
+	case behind && c.srv.mem.spent():
+		c.mu.Unlock()
+		c.srv.metrics.drop("memory_budget")
+		c.logger().Warn("dropping connection", "reason", "memory budget spent", "queued_bytes", c.queued)
+		c.end(closeTryAgainLater, "server busy")
+		return
 	}
+	f.hold()
+	c.queued += cost
 	if !c.ready {
-		c.pending = append(c.pending, frame)
+		c.pending = append(c.pending, f)
 	} else {
-		c.queue = append(c.queue, outFrame{data: frame})
+		c.queue = append(c.queue, f)
 		c.startWriter()
 	}
 	c.mu.Unlock()
+}
+
+// send queues a small frame made for this connection alone.
+func (c *conn) send(kind string, b []byte) {
+	f := newFrame(c.srv.mem, kind, b)
+	c.enqueue(f)
+	f.release()
 }
 
 // ping queues a ping unless frames are already waiting (the writer is busy,
@@ -133,7 +166,7 @@ func (c *conn) ping() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.state == stateOpen && c.ready && len(c.queue) == 0 {
-		c.queue = append(c.queue, outFrame{ping: true})
+		c.queue = append(c.queue, nil)
 		c.startWriter()
 	}
 }
@@ -144,6 +177,19 @@ func (c *conn) startWriter() {
 		c.writing = true
 		go c.write()
 	}
+}
+
+// dropQueue releases every queued frame; c.mu is held.
+func (c *conn) dropQueue() {
+	for _, f := range c.queue {
+		if f != nil {
+			f.release()
+		}
+	}
+	for _, f := range c.pending {
+		f.release()
+	}
+	c.queue, c.pending, c.queued = nil, nil, 0
 }
 
 // end ends the connection with a close frame of code (0: none). The first
@@ -167,12 +213,15 @@ func (c *conn) finish(code int, reason string, drain bool) {
 		code, reason = c.code, c.reason // keep the drain's close frame
 	}
 	c.code, c.reason = code, reason
+	for _, f := range c.pending {
+		f.release()
+	}
 	c.pending = nil
 	if drain {
 		c.state = stateDraining
 	} else {
 		c.state = stateClosing
-		c.queue = nil
+		c.dropQueue()
 	}
 	ws := c.ws
 	if ws != nil && !drain {
@@ -211,16 +260,20 @@ func (c *conn) write() {
 			return
 		}
 		f := c.queue[0]
-		c.queue[0] = outFrame{}
+		c.queue[0] = nil
 		c.queue = c.queue[1:]
 		c.mu.Unlock()
 
 		_ = c.ws.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
 		var err error
-		if f.ping {
+		if f == nil {
 			err = c.ws.WriteMessage(websocket.PingMessage, nil)
 		} else {
-			err = c.ws.WriteMessage(websocket.TextMessage, f.data)
+			err = c.writeFrame(f)
+			c.mu.Lock()
+			c.queued -= f.size + queuedFrameCost
+			c.mu.Unlock()
+			f.release()
 		}
 		if err != nil {
 			c.logger().Debug("write failed", "err", err)
@@ -230,12 +283,26 @@ func (c *conn) write() {
 	}
 }
 
+func (c *conn) writeFrame(f *frame) error {
+	w, err := c.ws.NextWriter(websocket.TextMessage)
+	if err != nil {
+		return err
+	}
+	for _, p := range f.parts {
+		if _, err := w.Write(p); err != nil {
+			return err
+		}
+	}
+	c.srv.metrics.frameOut(c.route.name, f.kind, f.size)
+	return w.Close()
+}
+
 // closeSocket closes the socket once and marks the connection closed; the
 // reader's next read fails and the reader leaves.
 func (c *conn) closeSocket() {
 	c.mu.Lock()
 	c.state = stateClosed
-	c.queue = nil
+	c.dropQueue()
 	c.writing = false
 	c.mu.Unlock()
 	_ = c.ws.Close()
@@ -258,15 +325,37 @@ func (c *conn) stopReading() {
 	}
 }
 
-// extendRead moves the read deadline: the peer has shown it is there. Under
-// c.mu, so it never undoes stopReading.
+// extendRead moves the read deadline: the peer has shown it is there. A
+// message being read must still be whole by its own deadline, however many
+// pongs arrive meanwhile. Under c.mu, so it never undoes stopReading.
 func (c *conn) extendRead() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.stopping {
-		cfg := c.srv.cfg
-		_ = c.ws.SetReadDeadline(time.Now().Add(cfg.PingInterval + cfg.PingTimeout))
+	if c.stopping {
+		return
 	}
+	cfg := c.srv.cfg
+	d := time.Now().Add(cfg.PingInterval + cfg.PingTimeout)
+	if !c.msgEnd.IsZero() && c.msgEnd.Before(d) {
+		d = c.msgEnd
+	}
+	_ = c.ws.SetReadDeadline(d)
+}
+
+// messageBegins sets the deadline of the message whose first frame has
+// arrived; messageEnds clears it.
+func (c *conn) messageBegins() {
+	c.mu.Lock()
+	c.msgEnd = time.Now().Add(c.srv.cfg.MessageTimeout)
+	c.mu.Unlock()
+	c.extendRead()
+}
+
+func (c *conn) messageEnds() {
+	c.mu.Lock()
+	c.msgEnd = time.Time{}
+	c.mu.Unlock()
+	c.extendRead()
 }
 
 func (c *conn) isStopping() bool {
@@ -274,6 +363,9 @@ func (c *conn) isStopping() bool {
 	defer c.mu.Unlock()
 	return c.stopping
 }
+
+// errInvalidUTF8 ends a connection whose text frame is not UTF-8.
+var errInvalidUTF8 = errors.New("text frame is not valid UTF-8")
 
 // readLoop reads and handles client frames; when it stops, the connection
 // ends, and once its socket is closed it leaves its group and the server.
@@ -284,22 +376,61 @@ func (c *conn) readLoop() {
 	c.extendRead()
 	ws.SetPongHandler(func(string) error { c.extendRead(); return nil })
 	for {
-		typ, data, err := ws.ReadMessage()
+		typ, data, charged, err := c.readMessage()
 		if err != nil || c.isStopping() {
+			c.srv.mem.release(charged)
 			c.readEnded(err)
 			<-c.gone
 			return
 		}
-		c.extendRead()
-		if !c.allow() {
-			continue
+		if c.allow() {
+			c.route.handle(c, typ, data)
 		}
-		if typ == websocket.BinaryMessage {
-			c.enqueue(errorFrame(errBinary))
-			continue
-		}
-		c.handle(data)
+		c.srv.mem.release(charged)
 	}
+}
+
+// readMessage reads the next client message, acquiring its bytes from the
+// process budget as they arrive (charged is what the caller releases once
+// the message is handled). The message must be whole within MessageTimeout
+// of its first frame, however it is fragmented, and a text message must be
+// UTF-8 (RFC 6455 section 8.1).
+func (c *conn) readMessage() (typ int, data []byte, charged int64, err error) {
+	typ, r, err := c.ws.NextReader()
+	if err != nil {
+		return 0, nil, 0, err
+	}
+	c.messageBegins()
+	defer c.messageEnds()
+	const first = 4 << 10
+	if err := c.srv.mem.acquire(c.srv.ctx, first, c.srv.cfg.BudgetWait); err != nil {
+		return 0, nil, 0, err
+	}
+	charged = first
+	buf := make([]byte, 0, first)
+	for {
+		if len(buf) == cap(buf) {
+			grow := int64(cap(buf))
+			if err := c.srv.mem.acquire(c.srv.ctx, grow, c.srv.cfg.BudgetWait); err != nil {
+				return 0, nil, charged, err
+			}
+			charged += grow
+			buf = append(buf[:cap(buf)], make([]byte, grow)...)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return 0, nil, charged, err
+		}
+	}
+	c.extendRead()
+	if typ == websocket.TextMessage && !utf8.Valid(buf) {
+		return typ, nil, charged, errInvalidUTF8
+	}
+	return typ, buf, charged, nil
 }
 
 // readEnded ends the connection once the reader has stopped.
@@ -309,9 +440,22 @@ func (c *conn) readEnded(err error) {
 		c.drain(websocket.CloseGoingAway, "server shutting down")
 	case errors.Is(err, websocket.ErrReadLimit):
 		// gorilla has sent the 1009 close frame.
+		c.srv.metrics.closed("frame_too_big")
 		c.logger().Info("closed: frame too big")
 		c.end(0, "")
+	case errors.Is(err, errInvalidUTF8):
+		c.srv.metrics.closed("invalid_utf8")
+		c.logger().Info("closed: invalid UTF-8")
+		c.end(websocket.CloseInvalidFramePayloadData, "invalid UTF-8")
+	case errors.Is(err, errBusy):
+		c.srv.metrics.drop("memory_budget")
+		c.logger().Warn("closed: memory budget spent while reading a frame")
+		c.end(closeTryAgainLater, "server busy")
 	default:
+		var ne interface{ Timeout() bool }
+		if errors.As(err, &ne) && ne.Timeout() {
+			c.srv.metrics.closed("timeout")
+		}
 		if !websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived) {
 			c.logger().Debug("read ended", "err", err)
 		}
@@ -327,7 +471,9 @@ func (c *conn) allow() bool {
 		return true
 	}
 	c.refused++
+	c.srv.metrics.rateLimit()
 	if c.refused > c.srv.cfg.RateBurst {
+		c.srv.metrics.closed("rate_limit")
 		c.logger().Warn("closing: rate limit exceeded")
 		c.end(websocket.ClosePolicyViolation, "rate limit exceeded")
 		return false

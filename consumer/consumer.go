@@ -19,7 +19,9 @@ type Store interface {
 	IsBlocked(ctx context.Context, listenerID, talkerID int64) (bool, error)
 	SaveText(ctx context.Context, m chat.Draft) (chat.Message, error)
 	SaveFile(ctx context.Context, m chat.Draft, f chat.FileDraft, files chat.Files) (chat.Message, error)
-	History(ctx context.Context, conversationID int64) ([]chat.Message, error)
+	// History calls each with every message of the conversation, newest
+	// first, as it reads them, so a long history is never held twice.
+	History(ctx context.Context, conversationID int64, each func(chat.Message) error) error
 	MarkRead(ctx context.Context, conversationID, readerID int64) (int64, error)
 }
 
@@ -53,16 +55,48 @@ type Layer interface {
 type Config struct {
 	AllowedHosts  []string // Django's ALLOWED_HOSTS, for the Origin check
 	PublicBaseURL string   // base of api_info's example_url
-	MaxFrameBytes int64    // larger client frames close the connection with 1009
-	MaxFileBytes  int64    // larger decoded files are refused with an error frame
-	SendQueue     int      // frames queued per connection before it is dropped
-	PingInterval  time.Duration
-	PingTimeout   time.Duration
-	WriteTimeout  time.Duration
+
+	// MaxFrameBytes bounds a client message (a file_message); larger
+	// closes the connection with 1009. MaxTextFrameBytes bounds every
+	// other message the same way.
+	MaxFrameBytes     int64
+	MaxTextFrameBytes int64
+	// MaxFileBytes bounds a decoded file; larger is an error frame.
+	MaxFileBytes int64
+	// MaxMessageChars bounds a message's text (and a file's caption) in
+	// code points; longer is an error frame (0: no bound).
+	MaxMessageChars int
+	// MessageTimeout is how long a client message may take to arrive whole,
+	// however it is fragmented.
+	MessageTimeout time.Duration
+
+	// SendQueueBytes bounds the bytes queued for one connection; a
+	// connection that would pass it is closed with 1008.
+	SendQueueBytes int64
+	// MemoryBudget bounds the bytes the process holds for clients (frames
+	// read or queued, histories); BudgetWait is how long work waits for it.
+	MemoryBudget int64
+	BudgetWait   time.Duration
+
+	PingInterval time.Duration
+	PingTimeout  time.Duration
+	WriteTimeout time.Duration
+
 	// RateLimit is the frames per second a connection may send on average
 	// (0: no limit), RateBurst how many it may send at once. A frame over
 	// the limit is refused with an error frame; a client that goes on
 	// sending RateBurst more is closed with 1008.
 	RateLimit float64
 	RateBurst int
+	// MaxUserConnections bounds one user's connections (0: no bound);
+	// more are refused with 403. FileBytesPerSecond (0: no limit) and
+	// FileBurstBytes bound the bytes of files one user may store.
+	MaxUserConnections int
+	FileBytesPerSecond float64
+	FileBurstBytes     int64
+
+	// DBTimeout and LayerTimeout bound every database call and every call
+	// to the channel layer.
+	DBTimeout    time.Duration
+	LayerTimeout time.Duration
 }

@@ -22,6 +22,11 @@ const (
 	errFileRequired     = "File data and filename are required"
 	errInvalidFileData  = "Invalid file data"
 	errInvalidFileName  = "Invalid file name"
+	// errTooComplex refuses a frame with more values or deeper nesting than
+	// a client frame needs (a divergence: Python decoded anything).
+	errTooComplex = "Message is too complex"
+	// errNotDelivered: saved, but the channel layer did not take the event.
+	errNotDelivered = "Message saved but could not be delivered to the conversation, please reconnect"
 	// errServer replaces the database error texts the Python consumer
 	// leaked; the sidecar logs the cause instead.
 	errServer = "Could not complete the request, please try again"
@@ -68,22 +73,20 @@ func apiInfoFrame(publicBaseURL, segment string) []byte {
 	})
 }
 
-func historyFrame(messages pyjson.Raw, count int) []byte {
-	return mustMarshal(pyjson.Object{
-		{Key: "type", Value: "conversation_history"},
-		{Key: "messages", Value: messages},
-		{Key: "count", Value: count},
-		{Key: "message", Value: "Loaded " + strconv.Itoa(count) + " previous message(s)"},
-	})
+// historyFrameParts are what goes around the history list in
+// {"type": "conversation_history", "messages": [...], "count": N,
+// "message": "Loaded N previous message(s)"}, as json.dumps writes it.
+func historyFrameParts(count int) (head, tail []byte) {
+	n := strconv.Itoa(count)
+	return []byte(`{"type": "conversation_history", "messages": `),
+		[]byte(`, "count": ` + n + `, "message": "Loaded ` + n + ` previous message(s)"}`)
 }
 
-func newMessageFrame(messages pyjson.Raw, count int, latest pyjson.Value) ([]byte, error) {
-	return pyjson.Marshal(pyjson.Object{
-		{Key: "type", Value: "new_message"},
-		{Key: "messages", Value: messages},
-		{Key: "count", Value: count},
-		{Key: "latest_message", Value: latest},
-	})
+// newMessageFrameParts are what goes around the history list in
+// {"type": "new_message", "messages": [...], "count": N, "latest_message": <latest>}.
+func newMessageFrameParts(count int, latest pyjson.Value) (head, tail []byte) {
+	tail = append([]byte(`, "count": `+strconv.Itoa(count)+`, "latest_message": `), mustMarshal(latest)...)
+	return []byte(`{"type": "new_message", "messages": `), append(tail, '}')
 }
 
 // messageObject is the message of PROTOCOL.md section 6, keys in order.
@@ -113,16 +116,6 @@ func messageObject(m chat.Message, media Media) pyjson.Object {
 		{Key: "is_read", Value: m.IsRead},
 		{Key: "file_attachment", Value: att},
 	}
-}
-
-// historyJSON encodes messages (newest first) as one JSON list, once for
-// every connection that receives it.
-func historyJSON(messages []chat.Message, media Media) (pyjson.Raw, error) {
-	list := make(pyjson.List, len(messages))
-	for i, m := range messages {
-		list[i] = messageObject(m, media)
-	}
-	return pyjson.Marshal(list)
 }
 
 // isoformat is Python's datetime.isoformat() of an aware UTC datetime:

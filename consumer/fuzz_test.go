@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"testing"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/chatsidecar/sidecar/chat"
 	"github.com/chatsidecar/sidecar/memlayer"
 )
@@ -26,10 +28,10 @@ func FuzzHandle(f *testing.F) {
 		conv := chat.Conversation{ID: 1, ListenerID: 1, TalkerID: 2, Status: chat.StatusActive}
 		store.addConversation(conv)
 		store.setBlocked(1, 2, blocked)
-		s := New(testConfig(), store, tokenVerifier{}, &memFiles{}, memlayer.New(0), log)
-		c := newConn(s)
+		s := New(testConfig(), store, tokenVerifier{}, &memFiles{}, memlayer.New(0), log, nil)
+		c := newConn(s, s.routes[0])
 		c.user, c.conv, c.group, c.channel, c.ready = talker, conv, "chat_1", "c", true
-		c.handle(data)
+		c.handleChat(websocket.TextMessage, data)
 		if n := len(c.queue); n > 1 {
 			t.Fatalf("%d replies to one frame", n)
 		}

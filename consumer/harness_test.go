@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/chatsidecar/sidecar/chat"
 	"github.com/chatsidecar/sidecar/memlayer"
@@ -44,8 +46,10 @@ type rig struct {
 func testConfig() Config {
 	return Config{
 		AllowedHosts: []string{"chat.example.com"}, PublicBaseURL: "https://chat.example.com",
-		MaxFrameBytes: 1 << 20, MaxFileBytes: 1 << 10, SendQueue: 256,
+		MaxFrameBytes: 1 << 20, MaxTextFrameBytes: 64 << 10, MaxFileBytes: 1 << 10, MaxMessageChars: 100,
+		MessageTimeout: 10 * time.Second, SendQueueBytes: 1 << 20, MemoryBudget: 64 << 20, BudgetWait: time.Second,
 		PingInterval: 20 * time.Second, PingTimeout: 30 * time.Second, WriteTimeout: 10 * time.Second,
+		DBTimeout: 5 * time.Second, LayerTimeout: 5 * time.Second,
 	}
 }
 
@@ -61,7 +65,7 @@ func newRig(t *testing.T, mods ...func(*Config)) *rig {
 	r.conv = chat.Conversation{ID: 7, ListenerID: 1, TalkerID: 2, Status: chat.StatusActive}
 	r.store.addConversation(r.conv)
 	log := slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	r.srv = New(cfg, r.store, tokenVerifier{}, r.files, r.layer, log)
+	r.srv = New(cfg, r.store, tokenVerifier{}, r.files, r.layer, log, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	go r.srv.Run(ctx)
 	hs := &http.Server{Handler: r.srv}
@@ -274,3 +278,6 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// testutilCount reads a counter's value.
+func testutilCount(c prometheus.Counter) float64 { return testutil.ToFloat64(c) }

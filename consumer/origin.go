@@ -1,6 +1,7 @@
 package consumer
 
 import (
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -86,4 +87,24 @@ func matchHost(host, scheme, pattern string) bool {
 		return strings.HasSuffix(host, pattern) || host == pattern[1:]
 	}
 	return host == pattern
+}
+
+// HostAllowed is Django's check of a request's Host header against
+// ALLOWED_HOSTS (validate_host): "*" allows all, ".example.com" a domain and
+// its subdomains, anything else the exact host; the port is ignored.
+func HostAllowed(hostport string, allowed []string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.ToLower(strings.Trim(host, "[]"))
+	if host == "" {
+		return false
+	}
+	for _, p := range allowed {
+		if p == "*" || matchHost(host, "", p) {
+			return true
+		}
+	}
+	return false
 }

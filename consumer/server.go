@@ -6,74 +6,133 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"regexp"
-	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
 	"github.com/chatsidecar/sidecar/chat"
 	"github.com/chatsidecar/sidecar/pyjson"
 )
 
-// chatPath is Channels' route ws/chat/(?P<conversation_id>\w+)/ with the
-// trailing slash optional; \w is Unicode, as in Python's re.
-var chatPath = regexp.MustCompile(`^/ws/chat/([\p{L}\p{N}\p{Mn}\p{Pc}]+)/?$`)
-
-// Server serves ws/chat/<conversation_id>/ and handles the group events of
-// its connections.
+// Server serves the WebSocket routes and handles the group events of their
+// connections.
 type Server struct {
-	cfg      Config
-	store    Store
-	verifier Verifier
-	media    Media
-	layer    Layer
-	log      *slog.Logger
-	upgrader websocket.Upgrader
+	cfg       Config
+	store     Store
+	verifier  Verifier
+	media     Media
+	layer     Layer
+	log       *slog.Logger
+	upgrader  websocket.Upgrader
+	mem       *budget
+	metrics   *metrics
+	histories *histories
+	routes    []*route
 
-	// ctx is the context of every database call and group send; it is
-	// cancelled only when a shutdown gives up waiting.
+	// ctx is the context of work done for connections (saves, history
+	// loads, group sends); it is cancelled only when a shutdown gives up
+	// waiting. Each outside call adds its own deadline.
 	ctx    context.Context
 	cancel context.CancelFunc
 
 	mu       sync.RWMutex
 	conns    map[string]*conn // by channel name
+	users    map[int64]*userLimits
 	draining bool
-	wg       sync.WaitGroup // one per connection
+	wg       sync.WaitGroup // one per registered connection
 
-	events serial // group events, in order per group
+	events  eventQueues // group events, in order per group
+	updates chan groupSend
 
-	rateLimited []byte // the error frame of a frame over the rate limit
+	refusalLog *rate.Limiter // refusals logged per second
+	suppressed atomic.Int64  // refusals not logged since the last report
+
+	rateLimited *frame // the error frame of a frame over the rate limit
+}
+
+// userLimits is what one user's connections share.
+type userLimits struct {
+	conns int
+	files *rate.Limiter // bytes of files per second; nil: no limit
+}
+
+// groupSend is a group event sent off the event path (conversation_update).
+type groupSend struct {
+	group string
+	event pyjson.Object
 }
 
 // New returns a server; call Run to receive group events and ping
-// connections.
-func New(cfg Config, store Store, verifier Verifier, media Media, layer Layer, log *slog.Logger) *Server {
+// connections. Its metrics are registered on reg (nil: unregistered).
+func New(cfg Config, store Store, verifier Verifier, media Media, layer Layer, log *slog.Logger, reg prometheus.Registerer) *Server {
 	ctx, cancel := context.WithCancel(context.Background())
+	mem := newBudget(cfg.MemoryBudget)
 	s := &Server{
 		cfg: cfg, store: store, verifier: verifier, media: media, layer: layer, log: log,
+		mem: mem, metrics: newMetrics(reg, mem),
 		ctx: ctx, cancel: cancel,
-		conns: map[string]*conn{},
+		conns:      map[string]*conn{},
+		users:      map[int64]*userLimits{},
+		updates:    make(chan groupSend, updateQueue),
+		refusalLog: rate.NewLimiter(refusalLogRate, refusalLogBurst),
 	}
 	s.upgrader = websocket.Upgrader{
-		ReadBufferSize:  4096,
-		WriteBufferSize: 4096,
+		ReadBufferSize:  readBufferSize,
+		WriteBufferPool: &sync.Pool{},
 		// The Origin check runs before the upgrade, with Django's rules.
 		CheckOrigin: func(*http.Request) bool { return true },
 	}
-	s.events.max = 4 * cfg.SendQueue
-	s.rateLimited = errorFrame(fmt.Sprintf("Too many messages: at most %g per second", cfg.RateLimit))
+	s.histories = newHistories(s)
+	s.events.max = eventQueueMax
+	s.rateLimited = newFrame(mem, "error", errorFrame(fmt.Sprintf("Too many messages: at most %g per second", cfg.RateLimit)))
+	s.routes = []*route{s.chatRoute()}
 	return s
 }
 
-// ServeHTTP upgrades ws/chat/<conversation_id>/ after the checks of
-// PROTOCOL.md section 4. Every refusal is HTTP 403, as Daphne answers a
-// consumer that closes before accepting.
+const (
+	// readBufferSize is the socket read buffer of a connection: small,
+	// since client frames are small but for files, which stream through it.
+	readBufferSize = 1024
+	// eventQueueMax bounds the group events waiting for one group; more
+	// are dropped (and counted), as channels_redis drops over capacity.
+	eventQueueMax = 1024
+	// updateQueue and updateSenders: conversation_update events wait here
+	// to be sent off the event path, so a slow layer never holds up a
+	// group's events.
+	updateQueue   = 4096
+	updateSenders = 4
+	// refusalLogRate and refusalLogBurst bound how many refusals are
+	// logged; the rest are counted and reported once per ping interval.
+	refusalLogRate  = 10
+	refusalLogBurst = 20
+	// maxLoggedString bounds client-controlled text written to the log.
+	maxLoggedString = 128
+)
+
+// refusal is a handshake refused for a reason: HTTP 403 unless status says
+// otherwise. Every refusal is counted by reason.
+type refusal struct {
+	reason string
+	status int
+	err    error
+}
+
+func (r *refusal) Error() string { return r.reason + ": " + r.err.Error() }
+
+func refuse(reason string, err error) error {
+	return &refusal{reason: reason, status: http.StatusForbidden, err: err}
+}
+
+// ServeHTTP upgrades a WebSocket route after the checks of
+// docs/PROTOCOL.md section 4. Every refusal of the contract is HTTP 403, as
+// Daphne answers a consumer that closes before accepting.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	m := chatPath.FindStringSubmatch(r.URL.Path)
-	if m == nil {
+	rt, param := s.match(r.URL.Path)
+	if rt == nil {
 		http.NotFound(w, r)
 		return
 	}
@@ -81,103 +140,99 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "WebSocket upgrade required", http.StatusBadRequest)
 		return
 	}
-	segment := m[1]
-	log := s.log.With("segment", segment, "remote", r.RemoteAddr)
-
 	if !originWellFormed(r.Header.Values("Origin")) {
-		log.Info("refused: malformed origin", "origin", r.Header.Get("Origin"))
-		http.Error(w, "HTTP Origin header invalid", http.StatusBadRequest)
+		s.refused(w, r, rt, &refusal{reason: "origin_malformed", status: http.StatusBadRequest, err: errors.New("malformed Origin")})
 		return
 	}
 	if !originAllowed(r.Header.Values("Origin"), s.cfg.AllowedHosts) {
-		log.Info("refused: origin not allowed", "origin", r.Header.Get("Origin"))
-		deny(w)
+		s.refused(w, r, rt, refuse("origin", errors.New("Origin not allowed")))
 		return
 	}
-	c, status, err := s.admit(r.Context(), segment, r.URL.Query().Get("token"))
+	c, err := s.admit(r.Context(), rt, param, r.URL.Query().Get("token"))
 	if err != nil {
-		if status == http.StatusForbidden {
-			log.Info("refused", "reason", err)
-			deny(w)
-		} else {
-			log.Error("connect failed", "err", err)
-			http.Error(w, "Internal server error", status)
-		}
+		s.refused(w, r, rt, err)
 		return
 	}
-
-	// Join the group before the history query, as Channels does, so no
-	// message sent in between is missed; events are held until the three
+	if err := s.register(c); err != nil {
+		s.refused(w, r, rt, err)
+		return
+	}
+	// Join the group before the connect frames are built, as Channels does,
+	// so no event sent in between is missed; events are held until the
 	// connect frames are queued.
-	if !s.register(c) {
-		http.Error(w, "Server is shutting down", http.StatusServiceUnavailable)
-		return
-	}
-	if err := s.layer.GroupAdd(s.ctx, c.group, c.channel); err != nil {
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.LayerTimeout)
+	err = s.layer.GroupAdd(ctx, c.group, c.channel)
+	cancel()
+	if err != nil {
 		s.unregister(c)
-		log.Error("connect failed: join group", "user", c.user.ID, "err", err)
-		http.Error(w, "Internal server error", http.StatusInternalServerError)
+		s.refused(w, r, rt, &refusal{reason: "error", status: http.StatusInternalServerError, err: fmt.Errorf("join group: %w", err)})
 		return
 	}
-	history, count, err := s.historyJSON(s.ctx, c.conv.ID)
+	frames, err := rt.connectFrames(r.Context(), c)
 	if err != nil {
 		s.leave(c)
-		log.Error("connect failed", "user", c.user.ID, "err", err)
-		http.Error(w, "Internal server error", http.StatusInternalServerError)
+		status, reason := http.StatusInternalServerError, "error"
+		if errors.Is(err, errBusy) {
+			status, reason = http.StatusServiceUnavailable, "busy"
+		}
+		s.refused(w, r, rt, &refusal{reason: reason, status: status, err: err})
 		return
 	}
 	ws, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
+		for _, f := range frames {
+			f.release()
+		}
 		s.leave(c) // the upgrader has answered the client
-		log.Info("upgrade failed", "user", c.user.ID, "err", err)
+		s.log.Debug("upgrade failed", "route", rt.name, "err", err)
 		return
 	}
-	c.start(ws, connectedFrame(), apiInfoFrame(s.cfg.PublicBaseURL, segment), historyFrame(history, count))
-	log.Debug("connected", "user", c.user.ID, "channel", c.channel)
+	c.start(ws, frames...)
+	s.metrics.connects.WithLabelValues(rt.name).Inc()
+	s.log.Debug("connected", "route", rt.name, "user", c.user.ID, "channel", c.channel)
 	go c.readLoop()
 }
 
-// admit checks the token, the user and the conversation, in the order of
-// PROTOCOL.md section 4, and returns the connection to accept.
-func (s *Server) admit(ctx context.Context, segment, token string) (*conn, int, error) {
+// match finds the route of path and its parameter (the chat's segment).
+func (s *Server) match(path string) (*route, string) {
+	for _, rt := range s.routes {
+		if param, ok := rt.match(path); ok {
+			return rt, param
+		}
+	}
+	return nil, ""
+}
+
+// admit checks the token and the user, then what the route checks, and
+// returns the connection to accept.
+func (s *Server) admit(ctx context.Context, rt *route, param, token string) (*conn, error) {
 	if token == "" {
-		return nil, http.StatusForbidden, errors.New("no token")
+		return nil, refuse("token", errors.New("no token"))
 	}
 	userID, err := s.verifier.Verify(token)
 	if err != nil {
-		return nil, http.StatusForbidden, err
+		return nil, refuse("token", err)
 	}
-	user, err := s.store.User(ctx, userID)
+	dbctx, cancel := context.WithTimeout(ctx, s.cfg.DBTimeout)
+	defer cancel()
+	user, err := s.store.User(dbctx, userID)
 	switch {
 	case errors.Is(err, chat.ErrUserNotFound):
-		return nil, http.StatusForbidden, err
+		return nil, refuse("token", err)
 	case err != nil:
-		return nil, http.StatusInternalServerError, err
+		return nil, &refusal{reason: "error", status: http.StatusInternalServerError, err: err}
 	case !user.IsActive:
 		// Divergence: SimpleJWT's REST authentication refuses inactive users.
-		return nil, http.StatusForbidden, errors.New("user is inactive")
+		return nil, refuse("inactive_user", errors.New("user is inactive"))
 	}
-	// The segment is used as written everywhere but this lookup.
-	convID, err := strconv.ParseInt(segment, 10, 64)
-	if err != nil || convID < 1 || !isASCIIDigits(segment) {
-		return nil, http.StatusForbidden, errors.New("conversation id is not a number in range")
+	c := newConn(s, rt)
+	c.user = user
+	if err := rt.admit(dbctx, c, param); err != nil {
+		return nil, err
 	}
-	conv, blocked, err := s.store.Conversation(ctx, convID)
-	switch {
-	case errors.Is(err, chat.ErrConversationGone):
-		return nil, http.StatusForbidden, err
-	case err != nil:
-		return nil, http.StatusInternalServerError, err
-	case blocked:
-		return nil, http.StatusForbidden, errors.New("conversation is blocked")
-	case !conv.HasParticipant(user.ID):
-		return nil, http.StatusForbidden, errors.New("user is not a participant")
-	}
-	c := newConn(s)
-	c.user, c.conv, c.segment = user, conv, segment
-	c.group, c.channel = "chat_"+segment, s.layer.NewChannel()
+	c.channel = s.layer.NewChannel()
 	c.limiter = s.newLimiter()
-	return c, 0, nil
+	return c, nil
 }
 
 func (s *Server) newLimiter() *rate.Limiter {
@@ -187,58 +242,107 @@ func (s *Server) newLimiter() *rate.Limiter {
 	return rate.NewLimiter(rate.Limit(s.cfg.RateLimit), s.cfg.RateBurst)
 }
 
-func isASCIIDigits(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
+// refused answers a refused handshake and logs it, at most refusalLogRate
+// lines a second: a flood of refusals costs counts, not log volume.
+func (s *Server) refused(w http.ResponseWriter, r *http.Request, rt *route, err error) {
+	var ref *refusal
+	if !errors.As(err, &ref) {
+		ref = &refusal{reason: "error", status: http.StatusInternalServerError, err: err}
 	}
-	return s != ""
+	s.metrics.refusals.WithLabelValues(rt.name, ref.reason).Inc()
+	switch {
+	case ref.status == http.StatusInternalServerError:
+		s.log.Error("connect failed", "route", rt.name, "err", ref.err)
+	case s.refusalLog.Allow():
+		s.log.Info("refused", "route", rt.name, "reason", ref.reason, "err", clip(ref.err.Error()),
+			"path", clip(r.URL.Path), "origin", clip(r.Header.Get("Origin")), "remote", r.RemoteAddr)
+	default:
+		s.suppressed.Add(1)
+	}
+	switch ref.status {
+	case http.StatusForbidden:
+		// As Daphne answers a consumer that closes before accepting.
+		w.WriteHeader(http.StatusForbidden)
+	case http.StatusBadRequest:
+		http.Error(w, "HTTP Origin header invalid", http.StatusBadRequest)
+	case http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "Server busy, try again later", http.StatusServiceUnavailable)
+	default:
+		http.Error(w, "Internal server error", ref.status)
+	}
 }
 
-// deny answers as Daphne does when a consumer closes before accepting.
-func deny(w http.ResponseWriter) {
-	w.WriteHeader(http.StatusForbidden)
+// clip bounds client-controlled text for the log.
+func clip(s string) string {
+	if len(s) <= maxLoggedString {
+		return s
+	}
+	return s[:maxLoggedString] + fmt.Sprintf("…(%d bytes)", len(s))
 }
 
-func (s *Server) register(c *conn) bool {
+// register adds a connection to the server, within its user's limit.
+func (s *Server) register(c *conn) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.draining {
-		return false
+		return &refusal{reason: "shutting_down", status: http.StatusServiceUnavailable, err: errors.New("server is shutting down")}
 	}
+	u := s.users[c.user.ID]
+	if u == nil {
+		u = &userLimits{}
+		if s.cfg.FileBytesPerSecond > 0 {
+			u.files = rate.NewLimiter(rate.Limit(s.cfg.FileBytesPerSecond), int(s.cfg.FileBurstBytes))
+		}
+		s.users[c.user.ID] = u
+	}
+	if s.cfg.MaxUserConnections > 0 && u.conns >= s.cfg.MaxUserConnections {
+		if u.conns == 0 {
+			delete(s.users, c.user.ID)
+		}
+		return refuse("too_many_connections", fmt.Errorf("user has %d connections", u.conns))
+	}
+	u.conns++
 	s.conns[c.channel] = c
 	s.wg.Add(1)
-	return true
+	s.metrics.open.WithLabelValues(c.route.name).Inc()
+	return nil
 }
 
 func (s *Server) unregister(c *conn) {
 	s.mu.Lock()
-	if _, ok := s.conns[c.channel]; ok {
-		delete(s.conns, c.channel)
-		s.wg.Done()
+	defer s.mu.Unlock()
+	if _, ok := s.conns[c.channel]; !ok {
+		return
 	}
-	s.mu.Unlock()
+	delete(s.conns, c.channel)
+	if u := s.users[c.user.ID]; u != nil {
+		if u.conns--; u.conns <= 0 {
+			delete(s.users, c.user.ID)
+		}
+	}
+	s.metrics.open.WithLabelValues(c.route.name).Dec()
+	s.wg.Done()
+}
+
+// fileLimiter is the user's byte rate for files (nil: none).
+func (s *Server) fileLimiter(userID int64) *rate.Limiter {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if u := s.users[userID]; u != nil {
+		return u.files
+	}
+	return nil
 }
 
 // leave takes a connection out of its group and of the server.
 func (s *Server) leave(c *conn) {
-	if err := s.layer.GroupDiscard(s.ctx, c.group, c.channel); err != nil {
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.LayerTimeout)
+	defer cancel()
+	if err := s.layer.GroupDiscard(ctx, c.group, c.channel); err != nil {
 		s.log.Warn("leave group", "group", c.group, "err", err)
 	}
 	s.unregister(c)
-}
-
-func (s *Server) historyJSON(ctx context.Context, conversationID int64) (pyjson.Raw, int, error) {
-	messages, err := s.store.History(ctx, conversationID)
-	if err != nil {
-		return nil, 0, err
-	}
-	raw, err := historyJSON(messages, s.media)
-	if err != nil {
-		return nil, 0, err
-	}
-	return raw, len(messages), nil
 }
 
 // Connections returns how many connections are open.
@@ -249,8 +353,9 @@ func (s *Server) Connections() int {
 }
 
 // Shutdown stops accepting connections, lets each finish the frame it is
-// handling, closes it with 1001 and waits for all of them, or until ctx is
-// done, when remaining work is cancelled and connections are cut.
+// handling, closes it with 1001 after what is queued for it and waits for
+// all of them, or until ctx is done, when remaining work is cancelled and
+// connections are cut.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.draining = true
@@ -277,10 +382,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-// Run receives group events and pings connections until ctx is done or
-// the layer fails.
+// Run receives group events, sends conversation updates and pings
+// connections until ctx is done or the layer fails.
 func (s *Server) Run(ctx context.Context) error {
 	go s.pingLoop(ctx)
+	for i := 0; i < updateSenders; i++ {
+		go s.sendUpdates(ctx)
+	}
 	for {
 		channels, event, err := s.layer.Receive(ctx)
 		if err != nil {
@@ -294,7 +402,7 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 // pingLoop pings every connection each PingInterval from one ticker, so a
-// connection holds no timer of its own.
+// connection holds no timer of its own, and reports suppressed log lines.
 func (s *Server) pingLoop(ctx context.Context) {
 	t := time.NewTicker(s.cfg.PingInterval)
 	defer t.Stop()
@@ -312,6 +420,35 @@ func (s *Server) pingLoop(ctx context.Context) {
 		s.mu.RUnlock()
 		for _, c := range conns {
 			c.ping()
+		}
+		if n := s.suppressed.Swap(0); n > 0 {
+			s.log.Info("refusals not logged (too many)", "count", n)
+		}
+	}
+}
+
+// sendLater sends a group event off the event path; when too many wait,
+// it is dropped and counted.
+func (s *Server) sendLater(group string, event pyjson.Object) {
+	select {
+	case s.updates <- groupSend{group, event}:
+	default:
+		s.metrics.eventsDropped.WithLabelValues("update_queue_full").Inc()
+		s.log.Warn("group send dropped: too many waiting", "group", group)
+	}
+}
+
+func (s *Server) sendUpdates(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case u := <-s.updates:
+			lctx, cancel := context.WithTimeout(s.ctx, s.cfg.LayerTimeout)
+			if err := s.layer.GroupSend(lctx, u.group, u.event); err != nil {
+				s.log.Error("group send", "group", u.group, "err", err)
+			}
+			cancel()
 		}
 	}
 }

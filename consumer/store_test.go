@@ -145,9 +145,22 @@ func (s *memStore) SaveFile(ctx context.Context, m chat.Draft, f chat.FileDraft,
 	return msg, nil
 }
 
-func (s *memStore) History(_ context.Context, conversationID int64) ([]chat.Message, error) {
+func (s *memStore) History(_ context.Context, conversationID int64, each func(chat.Message) error) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	msgs, err := s.history(conversationID)
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	for _, m := range msgs {
+		if err := each(m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *memStore) history(conversationID int64) ([]chat.Message, error) {
 	if s.fail != nil {
 		return nil, s.fail
 	}

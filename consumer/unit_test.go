@@ -124,55 +124,56 @@ func TestSameID(t *testing.T) {
 	}
 }
 
-// serial keeps order per key, runs keys in parallel and bounds the queue.
-func TestSerial(t *testing.T) {
-	var s serial
+// eventQueues keep order per group, run groups in parallel, batch what
+// arrives while a batch runs, and bound what waits.
+func TestEventQueues(t *testing.T) {
+	var q eventQueues
 	var mu sync.Mutex
-	got := map[string][]int{}
+	got := map[string][]int64{}
 	var wg sync.WaitGroup
+	run := func(group string, batch []delivery) {
+		for _, d := range batch {
+			mu.Lock()
+			got[group] = append(got[group], get(d.event, "i").(int64))
+			mu.Unlock()
+			wg.Done()
+		}
+	}
 	for i := 0; i < 200; i++ {
-		for _, k := range []string{"a", "b", "c"} {
+		for _, g := range []string{"a", "b", "c"} {
 			wg.Add(1)
-			k, i := k, i
-			if !s.do(k, func() {
-				defer wg.Done()
-				mu.Lock()
-				got[k] = append(got[k], i)
-				mu.Unlock()
-			}) {
+			if !q.add(g, delivery{event: pyjson.Object{{Key: "i", Value: int64(i)}}}, run) {
 				t.Fatal("refused without a bound")
 			}
 		}
 	}
 	wg.Wait()
-	for k, seq := range got {
+	for g, seq := range got {
 		for i, v := range seq {
-			if v != i {
-				t.Fatalf("key %s ran out of order: %v", k, seq[:i+1])
+			if v != int64(i) {
+				t.Fatalf("group %s ran out of order: %v", g, seq[:i+1])
 			}
 		}
 	}
-	bounded := serial{max: 1}
+	bounded := eventQueues{max: 1}
 	block := make(chan struct{})
-	bounded.do("k", func() { <-block })
-	waitRunning := time.Now().Add(5 * time.Second)
-	for {
-		bounded.mu.Lock()
-		n := len(bounded.queues["k"])
-		bounded.mu.Unlock()
-		if n == 0 || time.Now().After(waitRunning) {
-			break
-		}
-		time.Sleep(time.Millisecond)
+	var batches [][]delivery
+	hold := func(_ string, batch []delivery) {
+		mu.Lock()
+		batches = append(batches, batch)
+		mu.Unlock()
+		<-block
 	}
-	if !bounded.do("k", func() {}) {
-		t.Fatal("first waiting function refused")
+	bounded.add("k", delivery{}, hold)
+	waitFor(t, "the first batch to run", func() bool { mu.Lock(); defer mu.Unlock(); return len(batches) == 1 })
+	if !bounded.add("k", delivery{}, hold) {
+		t.Fatal("first waiting event refused")
 	}
-	if bounded.do("k", func() {}) {
-		t.Fatal("second waiting function accepted past max 1")
+	if bounded.add("k", delivery{}, hold) {
+		t.Fatal("second waiting event accepted past max 1")
 	}
-	if !bounded.do("other", func() {}) {
-		t.Fatal("other key refused")
+	if !bounded.add("other", delivery{}, hold) {
+		t.Fatal("other group refused")
 	}
 	close(block)
 }
@@ -198,5 +199,21 @@ func TestMessageObject(t *testing.T) {
 		`"file_attachment": {"id": 3, "filename": "a.png", "file_url": "https://x.test/media/chat_files/2026/01/14/a.png", "file_size": 10, "file_type": "image/png"}}`
 	if string(got) != want {
 		t.Errorf("\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestHostAllowed(t *testing.T) {
+	allowed := []string{"localhost", "127.0.0.1", "[::1]", ".example.org"}
+	for host, want := range map[string]bool{
+		"localhost:8001": true, "127.0.0.1:8001": true, "[::1]:8001": true, "LOCALHOST": true,
+		"a.example.org": true, "example.org:80": true, "evil.com": false, "127.0.0.2:8001": false, "": false,
+		"localhost.evil.com": false,
+	} {
+		if got := HostAllowed(host, allowed); got != want {
+			t.Errorf("HostAllowed(%q) = %v, want %v", host, got, want)
+		}
+	}
+	if !HostAllowed("anything:1", []string{"*"}) {
+		t.Error("* must allow every host")
 	}
 }

@@ -7,13 +7,17 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
 	"net/url"
+	"path"
 	"strconv"
+	"strings"
 
 	"github.com/chatsidecar/sidecar/app"
 	"github.com/chatsidecar/sidecar/config"
+	"github.com/chatsidecar/sidecar/consumer"
 	"github.com/chatsidecar/sidecar/djangodb"
 	"github.com/chatsidecar/sidecar/fixture"
 )
@@ -79,7 +83,7 @@ func Serve(ctx context.Context, d *Demo, sc ServeConfig, ready chan<- *Server) e
 		return err
 	}
 	defer db.Close()
-	h := &handlers{d: d, fx: fixture.New(db, djangodb.SQLite), log: log}
+	h := &handlers{d: d, fx: fixture.New(db, djangodb.SQLite), log: log, hosts: sc.AllowedHosts}
 	a, err := app.New(ctx, cfg, log, app.Options{Routes: func(mux *http.ServeMux) { h.routes(mux, d.MediaRoot) }})
 	if err != nil {
 		return err
@@ -103,20 +107,48 @@ func urlHost(a *net.TCPAddr) string {
 
 // handlers are the demo-only routes.
 type handlers struct {
-	d   *Demo
-	fx  *fixture.Writer
-	log *slog.Logger
+	d     *Demo
+	fx    *fixture.Writer
+	log   *slog.Logger
+	hosts []string // ALLOWED_HOSTS, checked against each request's Host
 }
 
 func (h *handlers) routes(mux *http.ServeMux, mediaRoot string) {
 	page, _ := fs.Sub(webFS, "web")
-	mux.Handle("GET /demo/", http.StripPrefix("/demo/", http.FileServerFS(page)))
-	mux.HandleFunc("GET /demo/config", h.config)
-	mux.HandleFunc("POST /demo/block", h.block)
-	mux.HandleFunc("POST /demo/unblock", h.unblock)
+	mux.Handle("GET /demo/", h.checkHost(http.StripPrefix("/demo/", http.FileServerFS(page))))
+	mux.Handle("GET /demo/config", h.checkHost(http.HandlerFunc(h.config)))
+	mux.Handle("POST /demo/block", h.checkHost(http.HandlerFunc(h.block)))
+	mux.Handle("POST /demo/unblock", h.checkHost(http.HandlerFunc(h.unblock)))
 	// MEDIA_URL, so the file links of file messages open.
-	mux.Handle("GET /media/", http.StripPrefix("/media/", http.FileServer(http.Dir(mediaRoot))))
+	mux.Handle("GET /media/", h.checkHost(safeMedia(http.StripPrefix("/media/", http.FileServer(http.Dir(mediaRoot))))))
 	mux.Handle("GET /{$}", http.RedirectHandler("/demo/", http.StatusFound))
+}
+
+// checkHost refuses a request whose Host is not in ALLOWED_HOSTS, as
+// Django does: the page hands out tokens, so a DNS-rebinding page must not
+// reach it under another name.
+func (h *handlers) checkHost(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !consumer.HostAllowed(r.Host, h.hosts) {
+			http.Error(w, "Invalid HTTP_HOST header", http.StatusBadRequest)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// safeMedia serves uploaded files so that none runs as a page of the
+// demo's origin: no content sniffing, and anything but an image is a
+// download.
+func safeMedia(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("Content-Security-Policy", "sandbox; default-src 'none'")
+		if t := mime.TypeByExtension(path.Ext(r.URL.Path)); !strings.HasPrefix(t, "image/") || t == "image/svg+xml" {
+			w.Header().Set("Content-Disposition", "attachment")
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 type pageParticipant struct {
@@ -181,7 +213,7 @@ func sameOrigin(r *http.Request) bool {
 
 func (h *handlers) fail(w http.ResponseWriter, err error) {
 	h.log.Error("demo endpoint", "err", err)
-	http.Error(w, err.Error(), http.StatusInternalServerError)
+	http.Error(w, "Internal server error", http.StatusInternalServerError)
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

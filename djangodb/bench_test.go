@@ -74,9 +74,18 @@ func benchHistory(b *testing.B, be testenv.Backend) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		h, err := p.db.History(ctx, p.conv)
+		h, err := historyOf(ctx, p.db, p.conv)
 		if err != nil || len(h) != 50 {
 			b.Fatalf("History = %d messages, %v", len(h), err)
 		}
 	}
+}
+
+// historyOf collects a conversation's history, newest first.
+func historyOf(ctx context.Context, db *djangodb.DB, conv int64) ([]chat.Message, error) {
+	var out []chat.Message
+	if err := db.History(ctx, conv, func(m chat.Message) error { out = append(out, m); return nil }); err != nil {
+		return nil, err // what came before the error is not a history
+	}
+	return out, nil
 }

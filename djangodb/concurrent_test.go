@@ -102,7 +102,7 @@ func TestSaveTextConcurrentBlock(t *testing.T) {
 			t.Fatalf("the block did not land midway (%d saved, %d started after it): the test exercised nothing", len(saved), after)
 		}
 
-		h, err := p.db.History(ctx, p.conv)
+		h, err := historyOf(ctx, p.db, p.conv)
 		if err != nil {
 			t.Fatalf("History: %v", err)
 		}

@@ -151,13 +151,16 @@ func (d *DB) saveFileTx(ctx context.Context, m chat.Draft, f chat.FileDraft, fil
 	}
 	var written string
 	defer func() {
-		if err == nil {
+		if err == nil || written == "" {
+			if err != nil {
+				_ = tx.Rollback()
+			}
 			return
 		}
 		// Roll back first, so no row points at the file once it is gone.
 		_ = tx.Rollback()
-		if written != "" {
-			_ = files.Remove(written)
+		if rmErr := files.Remove(written); rmErr != nil {
+			err = errors.Join(err, fmt.Errorf("remove file %s: %w", written, rmErr))
 		}
 	}()
 	id, err := d.insertChecked(ctx, tx, m, chat.TypeFile, now)
@@ -172,13 +175,42 @@ func (d *DB) saveFileTx(ctx context.Context, m chat.Draft, f chat.FileDraft, fil
 	if err = tx.QueryRowContext(ctx, d.q.insertFile, id, att.File, att.Filename, att.FileSize, att.FileType, d.timeArg(now)).Scan(&att.ID); err != nil {
 		return chat.Message{}, fmt.Errorf("save file message: insert attachment: %w", err)
 	}
-	if err = tx.Commit(); err != nil {
-		return chat.Message{}, fmt.Errorf("save file message: commit: %w", err)
-	}
-	return chat.Message{
+	msg = chat.Message{
 		ID: id, ConversationID: m.ConversationID, Sender: m.Sender, Content: m.Content,
 		MessageType: chat.TypeFile, CreatedAt: now, Attachment: att,
-	}, nil
+	}
+	if err = tx.Commit(); err != nil {
+		// A COMMIT can fail after the server committed (the connection
+		// dropped before the answer): the file goes only if the row is
+		// really absent, and stays when that cannot be told.
+		committed, checkErr := d.attachmentExists(ctx, att.ID)
+		switch {
+		case checkErr != nil:
+			written = "" // keep the file: an orphan file harms nothing, a row without its file does
+			return chat.Message{}, errors.Join(fmt.Errorf("save file message: commit: %w", err),
+				fmt.Errorf("file %s kept: cannot tell whether the row committed: %w", att.File, checkErr))
+		case committed:
+			return msg, nil
+		}
+		return chat.Message{}, fmt.Errorf("save file message: commit: %w", err)
+	}
+	return msg, nil
+}
+
+// commitCheckTimeout bounds the look for a row after a failed COMMIT.
+const commitCheckTimeout = 5 * time.Second
+
+// attachmentExists reports whether the attachment row id is in the
+// database, on a connection of its own and a deadline of its own (the
+// caller's may be what failed).
+func (d *DB) attachmentExists(ctx context.Context, id int64) (bool, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitCheckTimeout)
+	defer cancel()
+	var n int
+	if err := d.db.QueryRowContext(ctx, d.q.attachmentExists, id).Scan(&n); err != nil {
+		return false, fmt.Errorf("look for attachment %d: %w", id, err)
+	}
+	return n > 0, nil
 }
 
 type queryRower interface {
@@ -247,14 +279,15 @@ func refusal(scan error, conv chat.Conversation, blocked bool, senderID int64) e
 	return conv.CanSend(senderID)
 }
 
-// History returns every message of the conversation, newest first.
-func (d *DB) History(ctx context.Context, conversationID int64) ([]chat.Message, error) {
+// History calls each with every message of the conversation, newest
+// first (created_at, then id, descending), as the rows arrive; an error
+// from each stops the query and is returned.
+func (d *DB) History(ctx context.Context, conversationID int64, each func(chat.Message) error) error {
 	rows, err := d.db.QueryContext(ctx, d.q.history, conversationID)
 	if err != nil {
-		return nil, fmt.Errorf("load history of conversation %d: %w", conversationID, err)
+		return fmt.Errorf("load history of conversation %d: %w", conversationID, err)
 	}
 	defer rows.Close()
-	var out []chat.Message
 	for rows.Next() {
 		m := chat.Message{ConversationID: conversationID}
 		var (
@@ -265,10 +298,10 @@ func (d *DB) History(ctx context.Context, conversationID int64) ([]chat.Message,
 		if err := rows.Scan(&m.ID, &m.Content, &m.MessageType, &createdAt, &m.IsRead,
 			&m.Sender.ID, &m.Sender.Email, &m.Sender.FullName, &m.Sender.UserType,
 			&attID, &attFile, &attName, &attSize, &attType); err != nil {
-			return nil, fmt.Errorf("load history of conversation %d: %w", conversationID, err)
+			return fmt.Errorf("load history of conversation %d: %w", conversationID, err)
 		}
 		if !createdAt.Valid {
-			return nil, fmt.Errorf("load history of conversation %d: message %d has no created_at", conversationID, m.ID)
+			return fmt.Errorf("load history of conversation %d: message %d has no created_at", conversationID, m.ID)
 		}
 		m.CreatedAt = createdAt.Time
 		if attID.Valid {
@@ -277,12 +310,14 @@ func (d *DB) History(ctx context.Context, conversationID int64) ([]chat.Message,
 				FileSize: attSize.Int64, FileType: attType.String,
 			}
 		}
-		out = append(out, m)
+		if err := each(m); err != nil {
+			return err
+		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("load history of conversation %d: %w", conversationID, err)
+		return fmt.Errorf("load history of conversation %d: %w", conversationID, err)
 	}
-	return out, nil
+	return nil
 }
 
 // MarkRead marks as read every unread message of the conversation not sent

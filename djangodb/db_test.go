@@ -400,6 +400,7 @@ type fakeFiles struct {
 	saved    []string
 	removed  []string
 	saveErr  error
+	rmErr    error
 	onRemove func(relPath string)
 }
 
@@ -421,6 +422,9 @@ func (f *fakeFiles) Remove(relPath string) error {
 		f.onRemove(relPath)
 	}
 	f.removed = append(f.removed, relPath)
+	if f.rmErr != nil {
+		return f.rmErr
+	}
 	return nil
 }
 
@@ -598,7 +602,7 @@ func TestHistory(t *testing.T) {
 		p := newPair(t, be, chat.StatusActive)
 		ctx := context.Background()
 
-		if h, err := p.db.History(ctx, p.conv); err != nil || len(h) != 0 {
+		if h, err := historyOf(ctx, p.db, p.conv); err != nil || len(h) != 0 {
 			t.Fatalf("History(empty) = %v, %v; want no messages", h, err)
 		}
 
@@ -631,7 +635,7 @@ func TestHistory(t *testing.T) {
 		}
 		m1.IsRead, m3.IsRead, m0.IsRead = true, true, true
 
-		h, err := p.db.History(ctx, p.conv)
+		h, err := historyOf(ctx, p.db, p.conv)
 		if err != nil {
 			t.Fatalf("History: %v", err)
 		}
@@ -662,7 +666,7 @@ func TestHistory(t *testing.T) {
 			t.Errorf("listener sender = %+v", h[2].Sender)
 		}
 
-		if h, err := p.db.History(ctx, p.conv+1000); err != nil || len(h) != 0 {
+		if h, err := historyOf(ctx, p.db, p.conv+1000); err != nil || len(h) != 0 {
 			t.Errorf("History(missing conversation) = %v, %v; want no messages", h, err)
 		}
 	})
@@ -932,7 +936,7 @@ func renamedTables(t *testing.T, be testenv.Backend) {
 	if err := pg.DB.QueryRow(`SELECT count(*) FROM app_msg WHERE author_id IN ($1, $2)`, p.talker.ID, p.listener.ID).Scan(&n); err != nil || n != 2 {
 		t.Fatalf("app_msg rows = %d, %v; want 2", n, err)
 	}
-	h, err := db.History(ctx, p.conv)
+	h, err := historyOf(ctx, db, p.conv)
 	if err != nil {
 		t.Fatalf("History: %v", err)
 	}

@@ -133,7 +133,7 @@ func TestDjangoRoundTrip(t *testing.T) {
 		}
 
 		// The sidecar reads Django's rows.
-		h, err := p.db.History(ctx, p.conv)
+		h, err := historyOf(ctx, p.db, p.conv)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,6 +3,7 @@ package djangodb_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,6 +34,7 @@ func newMock(t *testing.T) (*djangodb.DB, sqlmock.Sqlmock) {
 const (
 	reInsertMessage = `INSERT INTO "chat_message"`
 	reInsertFile    = `INSERT INTO "chat_fileattachment"`
+	reAttExists     = `SELECT count\(\*\) FROM "chat_fileattachment" WHERE "id" = \$1`
 	reHistory       = `SELECT .* FROM "chat_message" m .*ORDER BY`
 )
 
@@ -93,28 +95,58 @@ func TestMockSaveFileAttachmentInsertFails(t *testing.T) {
 	}
 }
 
+// A failed COMMIT removes the file only when the row is really absent.
 func TestMockSaveFileCommitFails(t *testing.T) {
-	db, mock := newMock(t)
 	commitErr := errors.New("connection reset by peer")
-	mock.ExpectBegin()
-	mock.ExpectQuery(reInsertMessage).WillReturnRows(insertedRow(10))
-	mock.ExpectQuery(reInsertFile).WillReturnRows(sqlmock.NewRows([]string{"id"}).AddRow(int64(20)))
-	mock.ExpectCommit().WillReturnError(commitErr)
-
-	files := &fakeFiles{}
-	msg, err := db.SaveFile(context.Background(), mockDraft, mockFile, files)
-	if !errors.Is(err, commitErr) {
-		t.Fatalf("SaveFile error = %v, want it to wrap %v", err, commitErr)
-	}
-	notSentinel(t, err)
-	if msg.ID != 0 {
-		t.Errorf("SaveFile returned %+v", msg)
-	}
-	if len(files.saved) != 1 || len(files.removed) != 1 || files.removed[0] != mockPath {
-		t.Errorf("saved %v, removed %v; want %s saved and removed", files.saved, files.removed, mockPath)
-	}
-	if err := mock.ExpectationsWereMet(); err != nil {
-		t.Error(err)
+	for _, tc := range []struct {
+		name      string
+		exists    *sqlmock.Rows // nil: the look fails too
+		rmErr     error
+		wantErr   bool
+		wantGone  bool
+		errSubstr string
+	}{
+		{name: "row absent", exists: sqlmock.NewRows([]string{"n"}).AddRow(0), wantErr: true, wantGone: true},
+		{name: "row committed after all", exists: sqlmock.NewRows([]string{"n"}).AddRow(1)},
+		{name: "cannot tell", wantErr: true, errSubstr: "kept"},
+		{name: "removal fails", exists: sqlmock.NewRows([]string{"n"}).AddRow(0), rmErr: errors.New("EACCES"),
+			wantErr: true, wantGone: true, errSubstr: "EACCES"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db, mock := newMock(t)
+			mock.ExpectBegin()
+			mock.ExpectQuery(reInsertMessage).WillReturnRows(insertedRow(10))
+			mock.ExpectQuery(reInsertFile).WillReturnRows(sqlmock.NewRows([]string{"id"}).AddRow(int64(20)))
+			mock.ExpectCommit().WillReturnError(commitErr)
+			look := mock.ExpectQuery(reAttExists).WithArgs(int64(20))
+			if tc.exists != nil {
+				look.WillReturnRows(tc.exists)
+			} else {
+				look.WillReturnError(errors.New("server closed the connection"))
+			}
+			files := &fakeFiles{rmErr: tc.rmErr}
+			msg, err := db.SaveFile(context.Background(), mockDraft, mockFile, files)
+			if tc.wantErr {
+				if !errors.Is(err, commitErr) {
+					t.Fatalf("SaveFile error = %v, want it to wrap %v", err, commitErr)
+				}
+				notSentinel(t, err)
+				if msg.ID != 0 {
+					t.Errorf("SaveFile returned %+v", msg)
+				}
+				if tc.errSubstr != "" && !strings.Contains(err.Error(), tc.errSubstr) {
+					t.Errorf("error %q does not say %q", err, tc.errSubstr)
+				}
+			} else if err != nil || msg.ID != 10 || msg.Attachment == nil || msg.Attachment.ID != 20 {
+				t.Fatalf("SaveFile = %+v, %v; want the committed message", msg, err)
+			}
+			if gone := len(files.removed) == 1; gone != tc.wantGone {
+				t.Errorf("removed %v; want removed=%v", files.removed, tc.wantGone)
+			}
+			if err := mock.ExpectationsWereMet(); err != nil {
+				t.Error(err)
+			}
+		})
 	}
 }
 
@@ -193,7 +225,7 @@ func TestMockHistoryRowsErr(t *testing.T) {
 		RowError(1, rowErr)
 	mock.ExpectQuery(reHistory).WithArgs(int64(7)).WillReturnRows(rows)
 
-	h, err := db.History(context.Background(), 7)
+	h, err := historyOf(context.Background(), db, 7)
 	if !errors.Is(err, rowErr) {
 		t.Fatalf("History error = %v, want it to wrap %v", err, rowErr)
 	}
@@ -210,7 +242,7 @@ func TestMockHistoryQueryFails(t *testing.T) {
 	db, mock := newMock(t)
 	qErr := errors.New("relation does not exist")
 	mock.ExpectQuery(reHistory).WillReturnError(qErr)
-	if _, err := db.History(context.Background(), 7); !errors.Is(err, qErr) {
+	if _, err := historyOf(context.Background(), db, 7); !errors.Is(err, qErr) {
 		t.Fatalf("History error = %v, want it to wrap %v", err, qErr)
 	}
 	if err := mock.ExpectationsWereMet(); err != nil {

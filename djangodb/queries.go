@@ -4,13 +4,14 @@ import "fmt"
 
 // queries holds every statement, built once from the schema map.
 type queries struct {
-	user          string
-	conversation  string
-	isBlocked     string
-	insertMessage string
-	insertFile    string
-	history       string
-	markRead      string
+	user             string
+	conversation     string
+	isBlocked        string
+	insertMessage    string
+	insertFile       string
+	attachmentExists string
+	history          string
+	markRead         string
 
 	// SQLite's checked insert, run in one BEGIN IMMEDIATE transaction.
 	sendState string
@@ -70,6 +71,8 @@ SELECT c.status, c.talker_id, c.blocked, ins.id FROM c LEFT JOIN ins ON true`,
 	q.insertFile = fmt.Sprintf(`INSERT INTO %s (%s, %s, %s, %s, %s, %s) VALUES ($1, $2, $3, $4, $5, $6) RETURNING %s`,
 		a, c("attachment", "message_id"), c("attachment", "file"), c("attachment", "filename"),
 		c("attachment", "file_size"), c("attachment", "file_type"), c("attachment", "uploaded_at"), c("attachment", "id"))
+
+	q.attachmentExists = fmt.Sprintf(`SELECT count(*) FROM %s WHERE %s = $1`, a, c("attachment", "id"))
 
 	q.history = fmt.Sprintf(`SELECT m.%s, m.%s, m.%s, m.%s, m.%s,
 	u.%s, u.%s, u.%s, u.%s,

@@ -33,7 +33,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"path"
 	"strconv"
 	"strings"
@@ -45,6 +44,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/chatsidecar/sidecar/pyjson"
+	"github.com/chatsidecar/sidecar/redact"
 )
 
 const (
@@ -101,6 +101,10 @@ type Config struct {
 	// symmetric_encryption_keys does: the first key encrypts, any
 	// decrypts. Every process must use the same list.
 	SymmetricEncryptionKeys []string
+	// Timeout bounds connecting, and reading and writing one command
+	// (a blocking pop waits its own time on top), so a frozen server turns
+	// into errors, not waits. Zero: go-redis's defaults.
+	Timeout time.Duration
 }
 
 func (c Config) validate() error {
@@ -202,6 +206,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Layer, error) {
 		if err != nil {
 			l.closeClients()
 			return nil, fmt.Errorf("redis layer: host %q: %w", h, err)
+		}
+		if cfg.Timeout > 0 {
+			opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = cfg.Timeout, cfg.Timeout, cfg.Timeout
 		}
 		// Every new connection may follow a server restart: have the
 		// maintainer compare run_ids.
@@ -567,16 +574,8 @@ func (l *Layer) demultiplex(event pyjson.Object) ([]string, pyjson.Object) {
 func (l *Layer) Ping(ctx context.Context) error {
 	for i, c := range l.clients {
 		if err := c.Ping(ctx).Err(); err != nil {
-			return fmt.Errorf("redis %s: %w", redactURL(l.cfg.Hosts[i]), err)
+			return fmt.Errorf("redis %s: %w", redact.URL(l.cfg.Hosts[i]), err)
 		}
 	}
 	return nil
-}
-
-// redactURL hides a password in a redis:// URL.
-func redactURL(s string) string {
-	if u, err := url.Parse(s); err == nil {
-		return u.Redacted()
-	}
-	return s
 }

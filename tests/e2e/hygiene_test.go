@@ -20,7 +20,7 @@ import (
 // are not affected.
 func TestFrameTooBig(t *testing.T) {
 	eachBackend(t, func(t *testing.T, be testenv.Backend) {
-		w := newWorld(t, be, "active", func(c *config.Config) { c.MaxFrameBytes = 1024 })
+		w := newWorld(t, be, "active", func(c *config.Config) { c.MaxFrameBytes, c.MaxTextFrameBytes = 1024, 1024 })
 		tc := w.connect(w.talker)
 		lc := w.connect(w.listener)
 		tc.send(`{"type": "chat_message", "message": "` + strings.Repeat("a", 2000) + `"}`)

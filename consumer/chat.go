@@ -1,0 +1,210 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"math"
+	"math/big"
+	"net/http"
+	"regexp"
+	"strconv"
+
+	"github.com/chatsidecar/sidecar/chat"
+	"github.com/chatsidecar/sidecar/pyjson"
+)
+
+// chatPath is Channels' route ws/chat/(?P<conversation_id>\w+)/ with the
+// trailing slash optional; \w is Unicode, as in Python's re.
+var chatPath = regexp.MustCompile(`^/ws/chat/([\p{L}\p{N}\p{Mn}\p{Pc}]+)/?$`)
+
+// chatRoute is ws/chat/<conversation_id>/ (docs/PROTOCOL.md sections 4–7).
+func (s *Server) chatRoute() *route {
+	return &route{
+		name: "chat",
+		match: func(path string) (string, bool) {
+			m := chatPath.FindStringSubmatch(path)
+			if m == nil {
+				return "", false
+			}
+			return m[1], true
+		},
+		admit:         s.admitChat,
+		connectFrames: s.chatConnectFrames,
+		handle:        func(c *conn, typ int, data []byte) { c.handleChat(typ, data) },
+		events:        s.chatEvents,
+	}
+}
+
+// admitChat checks the conversation, in the order of section 4. The
+// segment is used as written everywhere but the database lookup.
+func (s *Server) admitChat(ctx context.Context, c *conn, segment string) error {
+	convID, err := strconv.ParseInt(segment, 10, 64)
+	if err != nil || convID < 1 || !isASCIIDigits(segment) {
+		return refuse("conversation", errors.New("conversation id is not a number in range"))
+	}
+	conv, blocked, err := s.store.Conversation(ctx, convID)
+	switch {
+	case errors.Is(err, chat.ErrConversationGone):
+		return refuse("conversation", err)
+	case err != nil:
+		return &refusal{reason: "error", status: http.StatusInternalServerError, err: err}
+	case blocked:
+		return refuse("blocked", errors.New("conversation is blocked"))
+	case !conv.HasParticipant(c.user.ID):
+		return refuse("conversation", errors.New("user is not a participant"))
+	}
+	c.conv, c.segment, c.group = conv, segment, "chat_"+segment
+	return nil
+}
+
+func isASCIIDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// chatConnectFrames are connection_established, api_info and the history.
+func (s *Server) chatConnectFrames(ctx context.Context, c *conn) ([]*frame, error) {
+	h, err := s.histories.get(ctx, c.conv.ID)
+	if err != nil {
+		return nil, err
+	}
+	defer h.list.release()
+	head, tail := historyFrameParts(h.count)
+	return []*frame{
+		newFrame(s.mem, "connection_established", connectedFrame()),
+		newFrame(s.mem, "api_info", apiInfoFrame(s.cfg.PublicBaseURL, c.segment)),
+		wrap("conversation_history", head, h.list, tail),
+	}, nil
+}
+
+// chatEvents is section 7 for the local members of one chat group, one
+// batch at a time: each run of chat_message events shares one history,
+// loaded after all of them arrived, and each frame is built once for every
+// member.
+func (s *Server) chatEvents(group string, batch []delivery) {
+	for i := 0; i < len(batch); {
+		d := batch[i]
+		switch d.typ() {
+		case "chat_message", "chat.message":
+			j := i + 1
+			for j < len(batch) && (batch[j].typ() == "chat_message" || batch[j].typ() == "chat.message") {
+				j++
+			}
+			s.newMessages(batch[i:j])
+			i = j
+			continue
+		case "typing_indicator", "typing.indicator":
+			s.relayToOthers(d, "typing", pyjson.Object{
+				{Key: "type", Value: "typing"},
+				{Key: "user_id", Value: get(d.event, "user_id")},
+				{Key: "user_email", Value: get(d.event, "user_email")},
+				{Key: "is_typing", Value: get(d.event, "is_typing")},
+			})
+		case "messages_read", "messages.read":
+			s.relayToOthers(d, "read_receipt", pyjson.Object{
+				{Key: "type", Value: "read_receipt"},
+				{Key: "user_id", Value: get(d.event, "user_id")},
+			})
+		default:
+			// Divergence: Python's consumer raised "No handler for message
+			// type" and every connection of the group was closed with 1011.
+			s.log.Warn("ignoring group event without handler", "type", clip(pyjson.Str(get(d.event, "type"))), "group", group)
+		}
+		s.metrics.eventHandled("chat", d.received)
+		i++
+	}
+}
+
+// newMessages sends new_message for each chat_message event of a run, then
+// conversation_update to both participants' groups, once per event, as
+// each Python consumer that handled it did for its own user.
+func (s *Server) newMessages(run []delivery) {
+	convID := run[0].conns[0].conv.ID // members of chat_<segment> share the conversation
+	h, err := s.histories.get(s.ctx, convID)
+	if err != nil {
+		s.log.Error("new_message: load history", "conversation", convID, "err", err)
+		if errors.Is(err, errBusy) {
+			// The members would miss messages: have them reconnect for a
+			// fresh history once memory is back.
+			for _, d := range run {
+				for _, c := range d.conns {
+					c.end(closeTryAgainLater, "server busy")
+				}
+			}
+		}
+		return
+	}
+	defer h.list.release()
+	head, _ := newMessageFrameParts(h.count, nil)
+	for _, d := range run {
+		_, tail := newMessageFrameParts(h.count, get(d.event, "message"))
+		f := wrap("new_message", head, h.list, tail)
+		for _, c := range d.conns {
+			c.enqueue(f)
+		}
+		f.release()
+		s.metrics.eventHandled("chat", d.received)
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.DBTimeout)
+	conv, blocked, err := s.store.Conversation(ctx, convID)
+	cancel()
+	if err != nil || blocked {
+		return // gone or blocked: no update, as in Python
+	}
+	for _, d := range run {
+		if !anyParticipant(d.conns, conv) {
+			continue
+		}
+		update := pyjson.Object{{Key: "type", Value: "conversation_update"}, {Key: "conversation_id", Value: conv.ID}}
+		for _, uid := range []int64{conv.TalkerID, conv.ListenerID} {
+			s.sendLater("user_"+itoa(uid)+"_conversations", update)
+		}
+	}
+}
+
+func anyParticipant(conns []*conn, conv chat.Conversation) bool {
+	for _, c := range conns {
+		if conv.HasParticipant(c.user.ID) {
+			return true
+		}
+	}
+	return false
+}
+
+// relayToOthers queues frame to every member whose user did not cause the
+// event (Python compares event["user_id"] != self.user.id).
+func (s *Server) relayToOthers(d delivery, kind string, frame pyjson.Object) {
+	b, err := pyjson.Marshal(frame)
+	if err != nil {
+		s.log.Error("encode group frame", "err", err)
+		return
+	}
+	f := newFrame(s.mem, kind, b)
+	defer f.release()
+	from := get(d.event, "user_id")
+	for _, c := range d.conns {
+		if !sameID(from, c.user.ID) {
+			c.enqueue(f)
+		}
+	}
+}
+
+// sameID is Python's == between a JSON value and an int user id.
+func sameID(v pyjson.Value, id int64) bool {
+	switch x := v.(type) {
+	case int64:
+		return x == id
+	case float64:
+		return x == float64(id) && !math.IsInf(x, 0)
+	case *big.Int:
+		return x.IsInt64() && x.Int64() == id
+	case bool:
+		// In Python True == 1 and False == 0.
+		return (x && id == 1) || (!x && id == 0)
+	}
+	return false
+}

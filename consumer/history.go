@@ -1,0 +1,204 @@
+package consumer
+
+import (
+	"context"
+	"sync"
+
+	"github.com/chatsidecar/sidecar/chat"
+	"github.com/chatsidecar/sidecar/pyjson"
+)
+
+// historyChunk is the size of the pieces a history is encoded into: the
+// budget is acquired one piece at a time, and no piece is ever copied to
+// grow another.
+const historyChunk = 64 << 10
+
+// history is a conversation's messages, newest first, encoded once as the
+// JSON list the connect and new_message frames carry.
+type history struct {
+	list  *frame // held by the caller of histories.get
+	count int
+}
+
+// histories shares history loads. A caller needs every message committed
+// before it asked, so it joins a load that has not started yet (the next
+// one) and never one already running; everyone who asks while a load runs
+// shares the load after it. At most two loads of a conversation exist at a
+// time, and a load whose callers have all gone is cancelled.
+type histories struct {
+	s     *Server
+	mu    sync.Mutex
+	convs map[int64]*convLoads
+}
+
+type convLoads struct {
+	conv    int64
+	running *historyLoad
+	next    *historyLoad
+}
+
+type historyLoad struct {
+	conv    int64
+	ctx     context.Context
+	cancel  context.CancelFunc
+	done    chan struct{}
+	waiters int // callers waiting or not yet served
+	hist    history
+	err     error
+}
+
+func newHistories(s *Server) *histories {
+	return &histories{s: s, convs: map[int64]*convLoads{}}
+}
+
+// get returns the history of conversation conv as of a moment after the
+// call, its list held for the caller (release it).
+func (h *histories) get(ctx context.Context, conv int64) (history, error) {
+	h.mu.Lock()
+	cl := h.convs[conv]
+	if cl == nil {
+		cl = &convLoads{conv: conv}
+		h.convs[conv] = cl
+	}
+	var l *historyLoad
+	switch {
+	case cl.running == nil:
+		l = h.newLoad(conv)
+		cl.running = l
+		go h.run(cl, l)
+	case cl.next != nil:
+		l = cl.next
+		h.s.metrics.historyLoads.WithLabelValues("shared").Inc()
+	default:
+		l = h.newLoad(conv)
+		cl.next = l
+	}
+	l.waiters++
+	h.mu.Unlock()
+
+	select {
+	case <-l.done:
+	case <-ctx.Done():
+		h.mu.Lock()
+		select {
+		case <-l.done: // finished meanwhile: take it as served
+			h.mu.Unlock()
+		default:
+			if l.waiters--; l.waiters == 0 {
+				l.cancel()
+			}
+			h.mu.Unlock()
+			return history{}, ctx.Err()
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if l.err != nil {
+		l.waiters--
+		return history{}, l.err
+	}
+	l.hist.list.hold()
+	if l.waiters--; l.waiters == 0 {
+		l.hist.list.release() // the load's own hold
+	}
+	return l.hist, nil
+}
+
+func (h *histories) newLoad(conv int64) *historyLoad {
+	ctx, cancel := context.WithCancel(h.s.ctx)
+	return &historyLoad{conv: conv, ctx: ctx, cancel: cancel, done: make(chan struct{})}
+}
+
+// run loads l, then starts the next load if anyone waits for it.
+func (h *histories) run(cl *convLoads, l *historyLoad) {
+	for l != nil {
+		l.hist, l.err = h.load(l.ctx, l.conv)
+		h.mu.Lock()
+		if l.err == nil && l.waiters == 0 {
+			l.hist.list.release() // everyone left: nobody takes it
+		}
+		l.cancel()
+		close(l.done)
+		l, cl.running, cl.next = cl.next, cl.next, nil
+		for l != nil && l.waiters == 0 {
+			l.cancel() // all its callers left before it started
+			close(l.done)
+			l, cl.running = nil, nil
+		}
+		if l == nil {
+			delete(h.convs, cl.conv)
+		}
+		h.mu.Unlock()
+	}
+}
+
+// load reads and encodes a history, acquiring the budget one chunk at a
+// time.
+func (h *histories) load(ctx context.Context, conv int64) (history, error) {
+	s := h.s
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.DBTimeout)
+	defer cancel()
+	var (
+		chunks  [][]byte
+		cur     []byte
+		charged int64
+		size    int64
+		count   int
+	)
+	fail := func(err error) (history, error) {
+		s.mem.release(charged)
+		outcome := "error"
+		if err == errBusy {
+			outcome = "busy"
+		}
+		s.metrics.historyLoads.WithLabelValues(outcome).Inc()
+		return history{}, err
+	}
+	add := func(b []byte) error {
+		for len(b) > 0 {
+			if len(cur) == cap(cur) {
+				if cur != nil {
+					chunks = append(chunks, cur)
+				}
+				if err := s.mem.acquire(ctx, historyChunk, s.cfg.BudgetWait); err != nil {
+					return err
+				}
+				charged += historyChunk
+				cur = make([]byte, 0, historyChunk)
+			}
+			n := min(len(b), cap(cur)-len(cur))
+			cur = append(cur, b[:n]...)
+			b = b[n:]
+			size += int64(n)
+		}
+		return nil
+	}
+	var enc []byte
+	err := s.store.History(ctx, conv, func(m chat.Message) error {
+		sep := ", "
+		if count == 0 {
+			sep = "["
+		}
+		count++
+		var err error
+		enc, err = pyjson.AppendMarshal(append(enc[:0], sep...), messageObject(m, s.media))
+		if err != nil {
+			return err
+		}
+		return add(enc)
+	})
+	if err == nil {
+		if count == 0 {
+			err = add([]byte("[]"))
+		} else {
+			err = add([]byte("]"))
+		}
+	}
+	if err != nil {
+		return fail(err)
+	}
+	chunks = append(chunks, cur)
+	s.metrics.historyLoads.WithLabelValues("ok").Inc()
+	s.metrics.historyBytes.Add(float64(size))
+	return history{list: acquired(s.mem, chunks, size, charged), count: count}, nil
+}
