@@ -32,6 +32,7 @@ const frameWait = 10 * time.Second
 type rig struct {
 	t        *testing.T
 	store    *memStore
+	swap     *swapStore // what the server calls: store, unless a test swaps it
 	files    *memFiles
 	layer    *memlayer.Layer
 	srv      *Server
@@ -65,7 +66,9 @@ func newRig(t *testing.T, mods ...func(*Config)) *rig {
 	r.conv = chat.Conversation{ID: 7, ListenerID: 1, TalkerID: 2, Status: chat.StatusActive}
 	r.store.addConversation(r.conv)
 	log := slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	r.srv = New(cfg, r.store, tokenVerifier{}, r.files, r.layer, log, nil)
+	r.swap = &swapStore{}
+	r.swap.set(r.store)
+	r.srv = New(cfg, r.swap, tokenVerifier{}, r.files, r.layer, log, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	go r.srv.Run(ctx)
 	hs := &http.Server{Handler: r.srv}

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/chatsidecar/sidecar/chat"
@@ -225,4 +226,30 @@ func (f *memFiles) count() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return len(f.files)
+}
+
+// swapStore lets a test change the store under a running server.
+type swapStore struct{ cur atomic.Pointer[Store] }
+
+func (s *swapStore) set(st Store) { s.cur.Store(&st) }
+func (s *swapStore) get() Store   { return *s.cur.Load() }
+
+func (s *swapStore) User(ctx context.Context, id int64) (chat.User, error) { return s.get().User(ctx, id) }
+func (s *swapStore) Conversation(ctx context.Context, id int64) (chat.Conversation, bool, error) {
+	return s.get().Conversation(ctx, id)
+}
+func (s *swapStore) IsBlocked(ctx context.Context, l, t int64) (bool, error) {
+	return s.get().IsBlocked(ctx, l, t)
+}
+func (s *swapStore) SaveText(ctx context.Context, m chat.Draft) (chat.Message, error) {
+	return s.get().SaveText(ctx, m)
+}
+func (s *swapStore) SaveFile(ctx context.Context, m chat.Draft, f chat.FileDraft, files chat.Files) (chat.Message, error) {
+	return s.get().SaveFile(ctx, m, f, files)
+}
+func (s *swapStore) History(ctx context.Context, conv int64, each func(chat.Message) error) error {
+	return s.get().History(ctx, conv, each)
+}
+func (s *swapStore) MarkRead(ctx context.Context, conv, reader int64) (int64, error) {
+	return s.get().MarkRead(ctx, conv, reader)
 }
