@@ -123,11 +123,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options)
 		PingInterval: cfg.PingInterval, PingTimeout: cfg.PingTimeout, WriteTimeout: cfg.WriteTimeout,
 		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, MaxUserConnections: cfg.MaxUserConns,
 		FileBytesPerSecond: float64(cfg.FileRate), FileBurstBytes: int64(cfg.FileBurst),
-		DBTimeout: cfg.DBTimeout, LayerTimeout: cfg.RedisTimeout,
+		InboxConcurrency: cfg.InboxConcurrency, DBTimeout: cfg.DBTimeout, LayerTimeout: cfg.RedisTimeout,
 	}, store, verifier, media, layer, log, a.registry)
 
 	mux := http.NewServeMux()
-	mux.Handle("/ws/chat/", a.srv)
+	mux.Handle("/ws/", a.srv) // ws/chat/<id>/, ws/conversations/, ws/notifications/; the rest is 404
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", a.ready)
 	if opts.Routes != nil {

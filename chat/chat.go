@@ -143,3 +143,34 @@ func (c Conversation) CanSend(senderID int64) error {
 	}
 	return &StatusError{Status: c.Status}
 }
+
+// InboxItem is one conversation of a user's conversation list (the live
+// inbox): the conversation, both participants and its latest message.
+type InboxItem struct {
+	ID             int64
+	Listener       User // ID, Email, FullName
+	Talker         User
+	Status         string
+	InitialMessage string
+	CreatedAt      time.Time
+	LastMessageAt  time.Time // zero when NULL
+	// Preview is the latest message's content cut to its first
+	// PreviewChars code points, and LatestSenderID its sender; HasLatest
+	// is false when the conversation has no message.
+	Preview        string
+	LatestSenderID int64
+	HasLatest      bool
+	TotalMessages  int64
+}
+
+// PreviewChars is how much of the latest message an inbox shows, in code
+// points as Python slices a str.
+const PreviewChars = 50
+
+// PendingItem is one conversation request awaiting a listener's answer.
+type PendingItem struct {
+	ID             int64
+	Talker         User // ID, Email, FullName
+	InitialMessage string
+	CreatedAt      time.Time
+}

@@ -69,6 +69,7 @@ type Config struct {
 	MaxUserConns      int           `envconfig:"MAX_USER_CONNECTIONS" default:"32" desc:"connections one user may have open (0: no limit); more are refused with 403"`
 	FileRate          Bytes         `envconfig:"FILE_BYTES_PER_SECOND" default:"1MiB" desc:"bytes of files one user may store per second on average, each file counted as at least 64 KiB (0: no limit)"`
 	FileBurst         Bytes         `envconfig:"FILE_BURST_BYTES" default:"20MiB" desc:"bytes of files one user may store at once"`
+	InboxConcurrency  int           `envconfig:"INBOX_CONCURRENCY" default:"4" desc:"conversation lists computed at once in the process (each is one query); updates arriving meanwhile are merged"`
 	PingInterval      time.Duration `envconfig:"PING_INTERVAL" default:"20s" desc:"how often idle connections are pinged"`
 	PingTimeout       time.Duration `envconfig:"PING_TIMEOUT" default:"30s" desc:"close a connection this long after a ping without a pong"`
 	WriteTimeout      time.Duration `envconfig:"WRITE_TIMEOUT" default:"10s" desc:"longest time one frame may take to write"`
@@ -239,7 +240,7 @@ func (c Config) Validate() error {
 	}{
 		{"DB_MAX_CONNS", int64(c.DBMaxConns)}, {"MAX_FRAME_BYTES", c.MaxFrameBytes}, {"MAX_TEXT_FRAME_BYTES", c.MaxTextFrameBytes},
 		{"MAX_FILE_BYTES", c.MaxFileBytes}, {"MESSAGE_TIMEOUT", int64(c.MessageTimeout)}, {"SEND_QUEUE_BYTES", c.SendQueueBytes},
-		{"MEMORY_LIMIT", int64(c.MemoryLimit)}, {"MEMORY_WAIT", int64(c.MemoryWait)},
+		{"MEMORY_LIMIT", int64(c.MemoryLimit)}, {"MEMORY_WAIT", int64(c.MemoryWait)}, {"INBOX_CONCURRENCY", int64(c.InboxConcurrency)},
 		{"PING_INTERVAL", int64(c.PingInterval)}, {"PING_TIMEOUT", int64(c.PingTimeout)},
 		{"WRITE_TIMEOUT", int64(c.WriteTimeout)}, {"DB_TIMEOUT", int64(c.DBTimeout)}, {"REDIS_TIMEOUT", int64(c.RedisTimeout)},
 		{"SHUTDOWN_TIMEOUT", int64(c.DrainTimeout)},

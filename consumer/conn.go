@@ -478,6 +478,8 @@ func (c *conn) allow() bool {
 		c.end(websocket.ClosePolicyViolation, "rate limit exceeded")
 		return false
 	}
-	c.enqueue(c.srv.rateLimited)
+	if !c.route.quiet {
+		c.enqueue(c.srv.rateLimited)
+	}
 	return false
 }

@@ -1,7 +1,8 @@
 // Package consumer is the WebSocket protocol of the Python consumers the
-// sidecar replaces (docs/PROTOCOL.md sections 4–8): the upgrade at
-// ws/chat/<conversation_id>/, one reader and one writer per connection, the
-// dispatch of client frames and of group events.
+// sidecar replaces (docs/PROTOCOL.md sections 4–11): the upgrades at
+// ws/chat/<conversation_id>/, ws/conversations/ and ws/notifications/, one
+// reader and one writer per connection, the dispatch of client frames and
+// of group events.
 package consumer
 
 import (
@@ -23,6 +24,9 @@ type Store interface {
 	// first, as it reads them, so a long history is never held twice.
 	History(ctx context.Context, conversationID int64, each func(chat.Message) error) error
 	MarkRead(ctx context.Context, conversationID, readerID int64) (int64, error)
+	// Inbox is the user's conversation list (section 10), in one query.
+	Inbox(ctx context.Context, userID int64) ([]chat.InboxItem, error)
+	PendingConversations(ctx context.Context, listenerID int64) ([]chat.PendingItem, error)
 }
 
 // Verifier checks a SimpleJWT access token and returns its user id (auth.Verifier).
@@ -94,6 +98,9 @@ type Config struct {
 	MaxUserConnections int
 	FileBytesPerSecond float64
 	FileBurstBytes     int64
+
+	// InboxConcurrency bounds the conversation lists computed at once.
+	InboxConcurrency int
 
 	// DBTimeout and LayerTimeout bound every database call and every call
 	// to the channel layer.

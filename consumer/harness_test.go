@@ -48,7 +48,7 @@ func testConfig() Config {
 	return Config{
 		AllowedHosts: []string{"chat.example.com"}, PublicBaseURL: "https://chat.example.com",
 		MaxFrameBytes: 1 << 20, MaxTextFrameBytes: 64 << 10, MaxFileBytes: 1 << 10, MaxMessageChars: 100,
-		MessageTimeout: 10 * time.Second, SendQueueBytes: 1 << 20, MemoryBudget: 64 << 20, BudgetWait: time.Second,
+		MessageTimeout: 10 * time.Second, InboxConcurrency: 2, SendQueueBytes: 1 << 20, MemoryBudget: 64 << 20, BudgetWait: time.Second,
 		PingInterval: 20 * time.Second, PingTimeout: 30 * time.Second, WriteTimeout: 10 * time.Second,
 		DBTimeout: 5 * time.Second, LayerTimeout: 5 * time.Second,
 	}

@@ -35,7 +35,7 @@ func TestInvalidUTF8Closes1007(t *testing.T) {
 // that large closes with 1009.
 func TestTextFrameLimit(t *testing.T) {
 	t.Parallel()
-	r := newRig(t, func(c *Config) { c.MaxTextFrameBytes, c.MaxFileBytes = 512, 4 << 10 })
+	r := newRig(t, func(c *Config) { c.MaxTextFrameBytes, c.MaxFileBytes = 512, 4<<10 })
 	tc := r.connect(r.talker)
 	file := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("f", 3000)))
 	tc.send(`{"type": "file_message", "file": "` + file + `", "filename": "big.txt"}`)
@@ -129,7 +129,7 @@ func TestFileRate(t *testing.T) {
 // again (503); a frame that cannot be read within the budget closes 1013.
 func TestMemoryBudgetSpent(t *testing.T) {
 	t.Parallel()
-	r := newRig(t, func(c *Config) { c.MemoryBudget, c.BudgetWait = 256 << 10, 100 * time.Millisecond })
+	r := newRig(t, func(c *Config) { c.MemoryBudget, c.BudgetWait = 256<<10, 100*time.Millisecond })
 	tc := r.connect(r.talker)
 	r.srv.mem.charge(r.srv.mem.limit) // everything taken
 	r.refused(r.chatPath(), token(r.listener), nil, http.StatusServiceUnavailable)

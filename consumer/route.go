@@ -13,6 +13,9 @@ import (
 // client frames and with the group events of its connections.
 type route struct {
 	name string // "chat", "conversations", "notifications": the metrics label
+	// quiet routes ignore client frames: nothing is sent back, not even
+	// the rate limit's error frame (the limit still closes with 1008).
+	quiet bool
 	// match reports whether path is the route's, and its parameter.
 	match func(path string) (param string, ok bool)
 	// admit refuses the connection or sets what the route needs (the group).

@@ -45,8 +45,9 @@ type Server struct {
 	draining bool
 	wg       sync.WaitGroup // one per registered connection
 
-	events  eventQueues // group events, in order per group
-	updates chan groupSend
+	events     eventQueues // group events, in order per group
+	updates    chan groupSend
+	inboxSlots chan struct{} // one per conversation list being computed
 
 	refusalLog *rate.Limiter // refusals logged per second
 	suppressed atomic.Int64  // refusals not logged since the last report
@@ -78,6 +79,7 @@ func New(cfg Config, store Store, verifier Verifier, media Media, layer Layer, l
 		conns:      map[string]*conn{},
 		users:      map[int64]*userLimits{},
 		updates:    make(chan groupSend, updateQueue),
+		inboxSlots: make(chan struct{}, max(1, cfg.InboxConcurrency)),
 		refusalLog: rate.NewLimiter(refusalLogRate, refusalLogBurst),
 	}
 	s.upgrader = websocket.Upgrader{
@@ -89,7 +91,7 @@ func New(cfg Config, store Store, verifier Verifier, media Media, layer Layer, l
 	s.histories = newHistories(s)
 	s.events.max = eventQueueMax
 	s.rateLimited = newFrame(mem, "error", errorFrame(fmt.Sprintf("Too many messages: at most %g per second", cfg.RateLimit)))
-	s.routes = []*route{s.chatRoute()}
+	s.routes = []*route{s.chatRoute(), s.inboxRoute(), s.notifyRoute()}
 	return s
 }
 

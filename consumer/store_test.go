@@ -19,13 +19,15 @@ type memStore struct {
 	users  map[int64]chat.User
 	convs  map[int64]chat.Conversation
 	blocks map[[2]int64]bool
+	meta   map[int64]convMeta
 	msgs   []chat.Message
 	nextID int64
 	fail   error // when set, every call fails with it
 }
 
 func newMemStore() *memStore {
-	return &memStore{users: map[int64]chat.User{}, convs: map[int64]chat.Conversation{}, blocks: map[[2]int64]bool{}}
+	return &memStore{users: map[int64]chat.User{}, convs: map[int64]chat.Conversation{}, blocks: map[[2]int64]bool{},
+		meta: map[int64]convMeta{}}
 }
 
 func (s *memStore) addUser(u chat.User) chat.User {
@@ -35,10 +37,25 @@ func (s *memStore) addUser(u chat.User) chat.User {
 	return u
 }
 
+// convMeta is what the conversation list shows besides the rules' fields.
+type convMeta struct {
+	created, last time.Time
+	initial       string
+}
+
 func (s *memStore) addConversation(c chat.Conversation) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.convs[c.ID] = c
+	if _, ok := s.meta[c.ID]; !ok {
+		s.meta[c.ID] = convMeta{created: time.Date(2026, 1, 14, 10, 0, 0, 0, time.UTC).Add(time.Duration(c.ID) * time.Second)}
+	}
+}
+
+func (s *memStore) setMeta(id int64, m convMeta) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.meta[id] = m
 }
 
 func (s *memStore) setBlocked(listener, talker int64, blocked bool) {
@@ -120,6 +137,9 @@ func (s *memStore) insert(m chat.Draft, typ string, texts ...string) (chat.Messa
 	msg := chat.Message{ID: s.nextID, ConversationID: m.ConversationID, Sender: m.Sender, Content: m.Content,
 		MessageType: typ, CreatedAt: m.CreatedAt.UTC().Truncate(time.Microsecond)}
 	s.msgs = append(s.msgs, msg)
+	meta := s.meta[m.ConversationID]
+	meta.last = msg.CreatedAt
+	s.meta[m.ConversationID] = meta
 	return msg, nil
 }
 
@@ -196,6 +216,56 @@ func (s *memStore) MarkRead(_ context.Context, conversationID, readerID int64) (
 	return n, nil
 }
 
+// Inbox orders as PostgreSQL does (NULL last_message_at first).
+func (s *memStore) Inbox(_ context.Context, userID int64) ([]chat.InboxItem, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail != nil {
+		return nil, s.fail
+	}
+	var out []chat.InboxItem
+	for id, c := range s.convs {
+		if !c.HasParticipant(userID) {
+			continue
+		}
+		m := s.meta[id]
+		it := chat.InboxItem{ID: id, Listener: s.users[c.ListenerID], Talker: s.users[c.TalkerID], Status: c.Status,
+			InitialMessage: m.initial, CreatedAt: m.created, LastMessageAt: m.last}
+		msgs, _ := s.history(id)
+		if len(msgs) > 0 {
+			r := []rune(msgs[0].Content)
+			it.Preview, it.LatestSenderID, it.HasLatest = string(r[:min(len(r), chat.PreviewChars)]), msgs[0].Sender.ID, true
+		}
+		it.TotalMessages = int64(len(msgs))
+		out = append(out, it)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.LastMessageAt.IsZero() != b.LastMessageAt.IsZero() {
+			return a.LastMessageAt.IsZero()
+		}
+		if !a.LastMessageAt.Equal(b.LastMessageAt) {
+			return a.LastMessageAt.After(b.LastMessageAt)
+		}
+		if !a.CreatedAt.Equal(b.CreatedAt) {
+			return a.CreatedAt.After(b.CreatedAt)
+		}
+		return a.ID > b.ID
+	})
+	return out, nil
+}
+
+func (s *memStore) PendingConversations(ctx context.Context, listenerID int64) ([]chat.PendingItem, error) {
+	items, err := s.Inbox(ctx, listenerID)
+	var out []chat.PendingItem
+	for _, it := range items {
+		if it.Status == chat.StatusPending && it.Listener.ID == listenerID {
+			out = append(out, chat.PendingItem{ID: it.ID, Talker: it.Talker, InitialMessage: it.InitialMessage, CreatedAt: it.CreatedAt})
+		}
+	}
+	return out, err
+}
+
 // memFiles is MEDIA_ROOT in memory.
 type memFiles struct {
 	mu    sync.Mutex
@@ -234,7 +304,9 @@ type swapStore struct{ cur atomic.Pointer[Store] }
 func (s *swapStore) set(st Store) { s.cur.Store(&st) }
 func (s *swapStore) get() Store   { return *s.cur.Load() }
 
-func (s *swapStore) User(ctx context.Context, id int64) (chat.User, error) { return s.get().User(ctx, id) }
+func (s *swapStore) User(ctx context.Context, id int64) (chat.User, error) {
+	return s.get().User(ctx, id)
+}
 func (s *swapStore) Conversation(ctx context.Context, id int64) (chat.Conversation, bool, error) {
 	return s.get().Conversation(ctx, id)
 }
@@ -252,4 +324,10 @@ func (s *swapStore) History(ctx context.Context, conv int64, each func(chat.Mess
 }
 func (s *swapStore) MarkRead(ctx context.Context, conv, reader int64) (int64, error) {
 	return s.get().MarkRead(ctx, conv, reader)
+}
+func (s *swapStore) Inbox(ctx context.Context, user int64) ([]chat.InboxItem, error) {
+	return s.get().Inbox(ctx, user)
+}
+func (s *swapStore) PendingConversations(ctx context.Context, listener int64) ([]chat.PendingItem, error) {
+	return s.get().PendingConversations(ctx, listener)
 }

@@ -21,6 +21,7 @@ type DB struct {
 	db      *sql.DB
 	dialect Dialect
 	q       queries
+	iq      inboxQueries
 	s       Schema
 	// writer holds a token while one of the sidecar's writes runs on
 	// SQLite, where a database has one writer at a time.
@@ -38,7 +39,7 @@ func New(db *sql.DB, dialect Dialect, s Schema) (*DB, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	return &DB{db: db, dialect: dialect, q: buildQueries(s, dialect), s: s, writer: make(chan struct{}, 1)}, nil
+	return &DB{db: db, dialect: dialect, q: buildQueries(s, dialect), iq: buildInboxQueries(s), s: s, writer: make(chan struct{}, 1)}, nil
 }
 
 // Ping reports whether the database answers.

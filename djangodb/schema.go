@@ -63,6 +63,7 @@ var models = []model{
 	}},
 	{name: "conversation", env: "CONVERSATION_TABLE", columns: []column{
 		{"id", kindInt}, {"listener_id", kindInt}, {"talker_id", kindInt}, {"status", kindText}, {"last_message_at", kindTime},
+		{"created_at", kindTime}, {"initial_message", kindText},
 	}},
 	{name: "message", env: "MESSAGE_TABLE", inserts: true, columns: []column{
 		{"id", kindInt}, {"conversation_id", kindInt}, {"sender_id", kindInt}, {"content", kindText},
