@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"strconv"
 	"sync/atomic"
@@ -22,6 +23,7 @@ import (
 	"github.com/lib/pq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/chatsidecar/sidecar/auth"
 	"github.com/chatsidecar/sidecar/config"
@@ -69,6 +71,7 @@ type App struct {
 	srv      *consumer.Server
 	handler  http.Handler
 	registry *prometheus.Registry // every metric of the process
+	admin    *adminServer         // nil without ADMIN_ADDR
 
 	draining atomic.Bool
 }
@@ -134,12 +137,26 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options)
 		opts.Routes(mux)
 	}
 	a.handler = mux
+	if cfg.AdminAddr != "" {
+		if a.admin, err = a.listenAdmin(); err != nil {
+			return nil, err
+		}
+		a.closers = append(a.closers, a.admin.Close)
+	}
 	return a, nil
 }
 
 // Handler is the public listener's handler: WebSocket routes, health
 // endpoints and what Options.Routes added.
 func (a *App) Handler() http.Handler { return a.handler }
+
+// AdminAddr is the admin listener's address ("" without ADMIN_ADDR).
+func (a *App) AdminAddr() string {
+	if a.admin == nil {
+		return ""
+	}
+	return a.admin.ln.Addr().String()
+}
 
 // Connections returns how many WebSocket connections are open.
 func (a *App) Connections() int { return a.srv.Connections() }
@@ -157,9 +174,16 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 	}
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
+	if a.admin != nil {
+		go func() {
+			if err := a.admin.Serve(); !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("ADMIN_ADDR: %w", err)
+			}
+		}()
+	}
 	go func() { errc <- a.srv.Run(runCtx) }()
 	go func() {
 		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -258,6 +282,9 @@ func (a *App) openDatabase(ctx context.Context) error {
 		return err
 	}
 	a.db = db
+	if err := db.Register(a.registry); err != nil {
+		return err
+	}
 	a.pingers = append(a.pingers, pinger{"database", db.Ping})
 	return nil
 }
@@ -288,6 +315,9 @@ func (a *App) openLayer(ctx context.Context) error {
 	}
 	a.layer = layer
 	a.closers = append(a.closers, func() { _ = layer.Close() })
+	if err := layer.Register(a.registry); err != nil {
+		return err
+	}
 	a.pingers = append(a.pingers, pinger{"channel layer", layer.Ping})
 	return nil
 }
@@ -310,4 +340,38 @@ func withTimeouts(dsn string, d time.Duration) (string, error) {
 	}
 	u.RawQuery = q.Encode()
 	return u.String(), nil
+}
+
+// adminServer is the admin listener: Prometheus metrics and Go's profiler,
+// for operators only (ADMIN_ADDR, loopback or a private network).
+type adminServer struct {
+	srv *http.Server
+	ln  net.Listener
+}
+
+func (s *adminServer) Serve() error { return s.srv.Serve(s.ln) }
+func (s *adminServer) Close()       { _ = s.srv.Close() }
+
+// listenAdmin opens ADMIN_ADDR: /metrics, /debug/pprof/, and /healthz and
+// /readyz as on the public listener.
+func (a *App) listenAdmin() (*adminServer, error) {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{Registry: a.registry}))
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", a.ready)
+	ln, err := net.Listen("tcp", a.cfg.AdminAddr)
+	if err != nil {
+		return nil, fmt.Errorf("ADMIN_ADDR: %w", err)
+	}
+	a.log.Info("admin listening", "addr", ln.Addr().String())
+	return &adminServer{
+		srv: &http.Server{Handler: mux, ReadHeaderTimeout: headerTimeout, IdleTimeout: idleTimeout,
+			ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)},
+		ln: ln,
+	}, nil
 }

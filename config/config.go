@@ -22,6 +22,7 @@ import (
 // configuration table.
 type Config struct {
 	ListenAddr  string `envconfig:"LISTEN_ADDR" default:":8001" desc:"address the HTTP/WebSocket server listens on"`
+	AdminAddr   string `envconfig:"ADMIN_ADDR" desc:"address of the admin listener (Prometheus /metrics, /debug/pprof/), e.g. 127.0.0.1:9101; empty: none. Keep it off the public network"`
 	DatabaseURL string `envconfig:"DATABASE_URL" desc:"(required) Django's database: postgres://user:pass@host:5432/name?sslmode=disable or sqlite:///abs/path/db.sqlite3"`
 	DBMaxConns  int    `envconfig:"DB_MAX_CONNS" default:"20" desc:"most open database connections"`
 
@@ -353,7 +354,7 @@ func (c Config) LogValue() slog.Value {
 		return "***"
 	}
 	return slog.GroupValue(
-		slog.String("listen", c.ListenAddr), slog.String("database", redact.URL(c.DatabaseURL)),
+		slog.String("listen", c.ListenAddr), slog.String("admin", c.AdminAddr), slog.String("database", redact.URL(c.DatabaseURL)),
 		slog.String("secret_key", mask(c.SecretKey)), slog.String("jwt_algorithm", c.JWTAlgorithm),
 		slog.String("jwt_signing_key", mask(c.JWTSigningKey)), slog.Any("allowed_hosts", c.AllowedHosts),
 		slog.String("media_root", c.MediaRoot), slog.String("media_url", c.MediaURL),

@@ -59,7 +59,7 @@ func (s *Server) deliver(channels []string, event pyjson.Object) {
 	}
 	rt, group := conns[0].route, conns[0].group
 	d := delivery{conns: conns, event: event, received: now}
-	s.metrics.events.WithLabelValues(rt.name, pyjson.Str(get(event, "type"))).Inc()
+	s.metrics.events.WithLabelValues(rt.name, eventLabel(get(event, "type"))).Inc()
 	if !s.events.add(group, d, rt.events) {
 		s.metrics.eventsDropped.WithLabelValues("queue_full").Inc()
 		s.log.Warn("group event dropped: too many waiting", "group", group)
@@ -111,4 +111,16 @@ func (q *eventQueues) run(group string, run func(group string, batch []delivery)
 		q.mu.Unlock()
 		run(group, batch)
 	}
+}
+
+// eventLabel is an event's type as a metrics label: one of the contract's,
+// or "other", so producers cannot grow the series without bound.
+func eventLabel(t pyjson.Value) string {
+	s, _ := t.(string)
+	switch name := handlerName(s); name {
+	case "chat_message", "typing_indicator", "messages_read", "conversation_update", "conversation_request",
+		"conversation_accepted", "conversation_rejected", "incoming_call", "call_ended_notification", "call_ending_notification":
+		return name
+	}
+	return "other"
 }

@@ -23,6 +23,7 @@ type DB struct {
 	q       queries
 	iq      inboxQueries
 	s       Schema
+	metrics *metrics
 	// writer holds a token while one of the sidecar's writes runs on
 	// SQLite, where a database has one writer at a time.
 	writer chan struct{}
@@ -39,7 +40,8 @@ func New(db *sql.DB, dialect Dialect, s Schema) (*DB, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	return &DB{db: db, dialect: dialect, q: buildQueries(s, dialect), iq: buildInboxQueries(s), s: s, writer: make(chan struct{}, 1)}, nil
+	return &DB{db: db, dialect: dialect, q: buildQueries(s, dialect), iq: buildInboxQueries(s), s: s,
+		metrics: newMetrics(), writer: make(chan struct{}, 1)}, nil
 }
 
 // Ping reports whether the database answers.
@@ -49,6 +51,7 @@ func (d *DB) Ping(ctx context.Context) error {
 
 // User loads a user by id.
 func (d *DB) User(ctx context.Context, id int64) (chat.User, error) {
+	defer d.metrics.time("user")()
 	var u chat.User
 	err := d.db.QueryRowContext(ctx, d.q.user, id).Scan(&u.ID, &u.Email, &u.FullName, &u.UserType, &u.IsActive)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -63,6 +66,7 @@ func (d *DB) User(ctx context.Context, id int64) (chat.User, error) {
 // Conversation loads a conversation and whether its pair is blocked.
 // A missing row is chat.ErrConversationGone.
 func (d *DB) Conversation(ctx context.Context, id int64) (chat.Conversation, bool, error) {
+	defer d.metrics.time("conversation")()
 	var c chat.Conversation
 	var blocked bool
 	err := d.db.QueryRowContext(ctx, d.q.conversation, id).Scan(&c.ID, &c.ListenerID, &c.TalkerID, &c.Status, &blocked)
@@ -77,6 +81,7 @@ func (d *DB) Conversation(ctx context.Context, id int64) (chat.Conversation, boo
 
 // IsBlocked reports whether a block row exists for the pair.
 func (d *DB) IsBlocked(ctx context.Context, listenerID, talkerID int64) (bool, error) {
+	defer d.metrics.time("is_blocked")()
 	var blocked bool
 	if err := d.db.QueryRowContext(ctx, d.q.isBlocked, listenerID, talkerID).Scan(&blocked); err != nil {
 		return false, fmt.Errorf("check block %d/%d: %w", listenerID, talkerID, err)
@@ -88,6 +93,7 @@ func (d *DB) IsBlocked(ctx context.Context, listenerID, talkerID int64) (bool, e
 // after re-checking the block, existence and status rules, all in one
 // statement on PostgreSQL and in one BEGIN IMMEDIATE transaction on SQLite.
 func (d *DB) SaveText(ctx context.Context, m chat.Draft) (chat.Message, error) {
+	defer d.metrics.time("save_text")()
 	if err := checkText(m.Content); err != nil {
 		return chat.Message{}, d.refuseText(ctx, m, err)
 	}
@@ -133,6 +139,7 @@ func (d *DB) saveTextTx(ctx context.Context, m chat.Draft, now time.Time) (id in
 // SaveFile writes a file message, its bytes and its attachment row in one
 // transaction. The file is removed when the transaction fails.
 func (d *DB) SaveFile(ctx context.Context, m chat.Draft, f chat.FileDraft, files chat.Files) (chat.Message, error) {
+	defer d.metrics.time("save_file")()
 	if err := checkText(m.Content, f.Filename); err != nil {
 		return chat.Message{}, d.refuseText(ctx, m, err)
 	}
@@ -284,6 +291,7 @@ func refusal(scan error, conv chat.Conversation, blocked bool, senderID int64) e
 // first (created_at, then id, descending), as the rows arrive; an error
 // from each stops the query and is returned.
 func (d *DB) History(ctx context.Context, conversationID int64, each func(chat.Message) error) error {
+	defer d.metrics.time("history")()
 	rows, err := d.db.QueryContext(ctx, d.q.history, conversationID)
 	if err != nil {
 		return fmt.Errorf("load history of conversation %d: %w", conversationID, err)
@@ -324,6 +332,7 @@ func (d *DB) History(ctx context.Context, conversationID int64, each func(chat.M
 // MarkRead marks as read every unread message of the conversation not sent
 // by the reader, and returns how many rows changed.
 func (d *DB) MarkRead(ctx context.Context, conversationID, readerID int64) (int64, error) {
+	defer d.metrics.time("mark_read")()
 	var res sql.Result
 	err := d.write(ctx, func() (err error) {
 		res, err = d.db.ExecContext(ctx, d.q.markRead, conversationID, readerID)

@@ -63,6 +63,7 @@ WHERE c.%s = $1 AND c.%s = 'pending'
 // talker, in the conversation list's order, each with its latest message
 // and its message count, in one query.
 func (d *DB) Inbox(ctx context.Context, userID int64) ([]chat.InboxItem, error) {
+	defer d.metrics.time("inbox")()
 	rows, err := d.db.QueryContext(ctx, d.iq.inbox, userID)
 	if err != nil {
 		return nil, fmt.Errorf("load conversation list of user %d: %w", userID, err)
@@ -94,6 +95,7 @@ func (d *DB) Inbox(ctx context.Context, userID int64) ([]chat.InboxItem, error) 
 // PendingConversations returns the conversations awaiting the listener's
 // answer, in the conversation list's order.
 func (d *DB) PendingConversations(ctx context.Context, listenerID int64) ([]chat.PendingItem, error) {
+	defer d.metrics.time("pending")()
 	rows, err := d.db.QueryContext(ctx, d.iq.pending, listenerID)
 	if err != nil {
 		return nil, fmt.Errorf("load pending conversations of user %d: %w", listenerID, err)

@@ -170,9 +170,7 @@ type Layer struct {
 
 	recvMu sync.Mutex
 
-	// OverCapacity counts queue keys a GroupSend found full (the message
-	// was dropped for them).
-	OverCapacity atomic.Int64
+	metrics *metrics
 
 	kick   chan struct{}
 	ctx    context.Context
@@ -290,6 +288,7 @@ func epoch(t time.Time) float64 {
 // the group key. Channels of this process are remembered and kept in the
 // group until GroupDiscard.
 func (l *Layer) GroupAdd(ctx context.Context, group, channel string) error {
+	defer l.metrics.time("group_add")()
 	if l.closed.Load() {
 		return ErrClosed
 	}
@@ -324,6 +323,7 @@ func (l *Layer) GroupAdd(ctx context.Context, group, channel string) error {
 // GroupDiscard removes channel from group (ZREM); it is not an error if
 // the channel is not a member.
 func (l *Layer) GroupDiscard(ctx context.Context, group, channel string) error {
+	defer l.metrics.time("group_discard")()
 	if !validGroupName(group) {
 		return fmt.Errorf("group_discard %q: %w", group, ErrInvalidName)
 	}
@@ -363,6 +363,7 @@ type queueBucket struct {
 // gets one message listing its channels, and full keys are counted and
 // logged, not reported as errors. Redis errors are returned.
 func (l *Layer) GroupSend(ctx context.Context, group string, event pyjson.Object) error {
+	defer l.metrics.time("group_send")()
 	if l.closed.Load() {
 		return ErrClosed
 	}
@@ -439,7 +440,7 @@ func (l *Layer) GroupSend(ctx context.Context, group string, event pyjson.Object
 			continue
 		}
 		if over > 0 {
-			l.OverCapacity.Add(over)
+			l.metrics.overCapacity.Add(float64(over))
 			l.log.Info(fmt.Sprintf("%d of %d channels over capacity in group %s", over, len(names), group),
 				"group", group, "over_capacity", over)
 		}
@@ -502,6 +503,7 @@ func (l *Layer) Receive(ctx context.Context) ([]string, pyjson.Object, error) {
 		}
 		event, err := l.decode(member)
 		if err != nil {
+			l.metrics.undecodable.Inc()
 			l.log.Error("channel layer receive: dropping undecodable message", "key", l.queueKey, "err", err)
 			continue
 		}
@@ -519,6 +521,7 @@ func (l *Layer) Receive(ctx context.Context) ([]string, pyjson.Object, error) {
 // popOnce runs one round of receive_single: it returns nil, nil when
 // BZPOPMIN timed out.
 func (l *Layer) popOnce(ctx context.Context) ([]byte, error) {
+	defer l.metrics.time("receive")()
 	c := l.clients[l.queueShard]
 	if err := cleanupScript.Run(ctx, c, nil, l.queueKey, l.inflightKey).Err(); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err

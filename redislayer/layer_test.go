@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/chatsidecar/sidecar/pyjson"
@@ -291,8 +292,8 @@ func TestCapacity(t *testing.T) {
 	if err := g.GroupSend(ctx, "full", pyjson.Object{{Key: "type", Value: "m"}, {Key: "i", Value: int64(99)}}); err != nil {
 		t.Errorf("GroupSend to a full queue = %v", err)
 	}
-	if n := g.OverCapacity.Load(); n != 1 {
-		t.Errorf("OverCapacity = %d", n)
+	if n := testutil.ToFloat64(g.metrics.overCapacity); n != 1 {
+		t.Errorf("over capacity = %v", n)
 	}
 	for i := range 3 {
 		chs, ev := receiveWithin(t, g, 5*time.Second)

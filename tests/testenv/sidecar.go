@@ -17,7 +17,9 @@ import (
 // Sidecar is the sidecar binary, built from the repository and running.
 type Sidecar struct {
 	// Addr is host:port, e.g. "127.0.0.1:41235"; use ws://Addr/ws/chat/<id>/?token=...
-	Addr   string
+	Addr string
+	// AdminAddr is the admin listener's host:port when ADMIN_ADDR was given.
+	AdminAddr string
 	cmd    *exec.Cmd
 	log    *syncBuffer
 	exited chan struct{}
@@ -103,6 +105,9 @@ func StartSidecar(t testing.TB, env []string) *Sidecar {
 		for sc.Scan() {
 			line := sc.Text()
 			s.log.Write([]byte(line + "\n"))
+			if i := strings.Index(line, `msg="admin listening" addr=`); !sent && i >= 0 {
+				s.AdminAddr = strings.Fields(line[i+len(`msg="admin listening" addr=`):])[0]
+			}
 			if i := strings.Index(line, "msg=listening addr="); !sent && i >= 0 {
 				addrc <- strings.Fields(line[i+len("msg=listening addr="):])[0]
 				sent = true
