@@ -51,7 +51,7 @@ func TestEncryptionWithPython(t *testing.T) {
 }
 
 func TestChannelCapacityRules(t *testing.T) {
-	l := &Layer{cfg: Config{Capacity: 100, ChannelCapacity: []CapacityRule{
+	l := &Layer{metrics: newMetrics(), cfg: Config{Capacity: 100, ChannelCapacity: []CapacityRule{
 		{Pattern: "http.request", Capacity: 200}, {Pattern: "specific.*", Capacity: 10}, {Pattern: "spec*", Capacity: 5},
 	}}}
 	for ch, want := range map[string]int{"http.request": 200, "specific.ab!cd": 10, "spec.x": 5, "other": 100} {

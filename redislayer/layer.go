@@ -195,6 +195,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Layer, error) {
 		groups:      map[string]map[string]struct{}{},
 		kick:        make(chan struct{}, 1),
 		keys:        fernetKeys(cfg.SymmetricEncryptionKeys),
+		metrics:     newMetrics(),
 	}
 	l.queueKey = cfg.Prefix + l.queueName
 	l.inflightKey = l.queueKey + "$inflight"

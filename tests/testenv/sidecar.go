@@ -20,9 +20,9 @@ type Sidecar struct {
 	Addr string
 	// AdminAddr is the admin listener's host:port when ADMIN_ADDR was given.
 	AdminAddr string
-	cmd    *exec.Cmd
-	log    *syncBuffer
-	exited chan struct{}
+	cmd       *exec.Cmd
+	log       *syncBuffer
+	exited    chan struct{}
 }
 
 // Log returns everything the sidecar has logged so far.
