@@ -26,6 +26,11 @@ import (
 // frameWait bounds each wait for a frame or a close.
 const frameWait = 5 * time.Second
 
+// closeWait bounds expect_close: a Python consumer that crashed on
+// channels_redis is closed only once its pending BRPOP returns (the
+// layer's brpop_timeout, 5 s).
+const closeWait = 15 * time.Second
+
 // Entry is one observation of a run: a frame, a close, a handshake outcome,
 // a REST answer or a row count.
 type Entry struct {
@@ -532,9 +537,11 @@ func (c *conn) read() {
 // wait returns c's next event, passing over the answers to barriers sent
 // through the layer (they reach every connection of the user's group, and
 // belong to the barrier that waits for them).
-func (c *conn) wait() (event, bool) {
+func (c *conn) wait() (event, bool) { return c.waitFor(frameWait) }
+
+func (c *conn) waitFor(d time.Duration) (event, bool) {
 	for {
-		ev, ok := c.waitAny()
+		ev, ok := c.waitAnyFor(d)
 		if ok && ev.kind == "frame" {
 			if _, isBarrier := layerBarrier(ev.text); isBarrier {
 				continue
@@ -544,14 +551,16 @@ func (c *conn) wait() (event, bool) {
 	}
 }
 
-func (c *conn) waitAny() (event, bool) {
+func (c *conn) waitAny() (event, bool) { return c.waitAnyFor(frameWait) }
+
+func (c *conn) waitAnyFor(d time.Duration) (event, bool) {
 	select {
 	case ev, ok := <-c.events:
 		if !ok {
 			return event{kind: "gone", text: "connection already ended"}, true
 		}
 		return ev, true
-	case <-time.After(frameWait):
+	case <-time.After(d):
 		return event{}, false
 	}
 }
@@ -588,7 +597,11 @@ func (r *runner) nextClose(st *Step, want string) {
 		r.add(st, st.Conn, "error", "no open connection", want)
 		return
 	}
-	ev, ok := c.wait()
+	ev, ok := c.waitFor(closeWait)
+	if !ok {
+		r.add(st, c.name, "frame", "<nothing within "+closeWait.String()+">", want)
+		return
+	}
 	r.record(st, c, ev, ok, "frame", want)
 }
 
