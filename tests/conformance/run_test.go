@@ -26,10 +26,12 @@ import (
 // frameWait bounds each wait for a frame or a close.
 const frameWait = 5 * time.Second
 
-// closeWait bounds expect_close: a Python consumer that crashed on
-// channels_redis is closed only once its pending BRPOP returns (the
-// layer's brpop_timeout, 5 s).
-const closeWait = 15 * time.Second
+// closeWait bounds expect_close; nudgeAfter is when expect_close on a
+// list or notification socket nudges its group (see nextClose).
+const (
+	closeWait  = 15 * time.Second
+	nudgeAfter = time.Second
+)
 
 // Entry is one observation of a run: a frame, a close, a handshake outcome,
 // a REST answer or a row count.
@@ -597,7 +599,24 @@ func (r *runner) nextClose(st *Step, want string) {
 		r.add(st, st.Conn, "error", "no open connection", want)
 		return
 	}
-	ev, ok := c.waitFor(closeWait)
+	ev, ok := c.waitFor(nudgeAfter)
+	if !ok && r.s.layer != nil && (c.route == "conversations" || c.route == "notifications") {
+		// A Python consumer that crashed on channels_redis may not end (and
+		// Daphne not send 1011) until a message reaches its process: redis-py
+		// 4.3 can swallow the cancellation of the BZPOPMIN it was waiting in
+		// (redis/redis-py#2028) and channels_redis's receive loop goes on.
+		// An event to the socket's group is such a message; live sockets
+		// pass over it as over a barrier.
+		n := r.s.layer.marker()
+		group, event := layerBarrierEvent(c.route, r.fx.users[actorOf(c.name)], n)
+		if err := r.s.layer.send(group, event); err != nil {
+			r.add(st, c.name, "error", "nudge: "+err.Error(), "")
+			return
+		}
+		ev, ok = c.waitFor(closeWait)
+	} else if !ok {
+		ev, ok = c.waitFor(closeWait - nudgeAfter)
+	}
 	if !ok {
 		r.add(st, c.name, "frame", "<nothing within "+closeWait.String()+">", want)
 		return
