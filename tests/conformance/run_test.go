@@ -230,15 +230,18 @@ func (r *runner) play() []*Entry {
 		}
 		r.step(st)
 	}
-	// Frames nobody expected: a final barrier on every open connection.
+	// Frames nobody expected: a final barrier on every open connection,
+	// all before the first close (a socket closing on channels_redis can
+	// lose a message in flight to another socket of the same process).
 	end := &Step{Line: 0, Text: "(end of scenario)", Op: "end"}
-	for _, name := range sortedKeys(r.conns) {
-		c := r.conns[name]
-		if c.ended {
-			continue
+	names := sortedKeys(r.conns)
+	for _, name := range names {
+		if c := r.conns[name]; !c.ended {
+			r.barrier(end, c, "leftover")
 		}
-		r.barrier(end, c, "leftover")
-		c.ws.Close()
+	}
+	for _, name := range names {
+		r.conns[name].ws.Close()
 	}
 	return r.out
 }
@@ -640,22 +643,31 @@ func (r *runner) barrier(st *Step, c *conn, kind string) {
 			r.add(st, c.name, "error", "barrier write: "+err.Error(), "")
 			return
 		}
-		r.drainUntil(st, c, kind, func(text string) bool { return text == barrierReply })
+		r.drainUntil(st, c, kind, func(text string) bool { return text == barrierReply }, nil)
 	case "conversations", "notifications":
 		if r.s.layer == nil {
 			r.add(st, c.name, "error", "barrier: no shared channel layer on this run", "")
 			return
 		}
-		n := r.s.layer.marker()
-		group, event := layerBarrierEvent(c.route, r.fx.users[actorOf(c.name)], n)
-		if err := r.s.layer.send(group, event); err != nil {
+		// Any of the markers sent proves every earlier frame has arrived.
+		// Another is sent when none answers for barrierRetry: the Python
+		// reference can lose an event when a consumer of its process is
+		// cancelled at that moment (channels_redis 4.0 on redis-py 4.3).
+		mine := map[int64]bool{}
+		send := func() error {
+			n := r.s.layer.marker()
+			mine[n] = true
+			group, event := layerBarrierEvent(c.route, r.fx.users[actorOf(c.name)], n)
+			return r.s.layer.send(group, event)
+		}
+		if err := send(); err != nil {
 			r.add(st, c.name, "error", "barrier: "+err.Error(), "")
 			return
 		}
 		r.drainUntil(st, c, kind, func(text string) bool {
 			m, ok := layerBarrier(text)
-			return ok && m == n
-		})
+			return ok && mine[m]
+		}, send)
 	default:
 		r.add(st, c.name, "error", "barrier: no barrier for the route of this connection", "")
 	}
@@ -710,13 +722,30 @@ func (r *runner) barrierVia(st *Step, c, other *conn) {
 	}
 	uid := r.fx.users[actorOf(other.name)]
 	receipt := fmt.Sprintf(`{"type": "read_receipt", "user_id": %d}`, uid)
-	r.drainUntil(st, c, "none", func(text string) bool { return text == receipt })
+	r.drainUntil(st, c, "none", func(text string) bool { return text == receipt }, nil)
 }
 
-// drainUntil records c's frames up to the one stop accepts.
-func (r *runner) drainUntil(st *Step, c *conn, kind string, stop func(string) bool) {
+// barrierRetry is how long a layer barrier waits before it sends another.
+const barrierRetry = time.Second
+
+// drainUntil records c's frames up to the one stop accepts, waiting
+// frameWait at most for each; when again is not nil it is called after
+// each barrierRetry without a frame.
+func (r *runner) drainUntil(st *Step, c *conn, kind string, stop func(string) bool, again func() error) {
+	deadline := time.Now().Add(frameWait)
 	for {
-		ev, ok := c.waitAny()
+		wait := time.Until(deadline)
+		if again != nil && wait > barrierRetry {
+			wait = barrierRetry
+		}
+		ev, ok := c.waitAnyFor(wait)
+		if !ok && again != nil && time.Now().Before(deadline) {
+			if err := again(); err != nil {
+				r.add(st, c.name, "error", "barrier: "+err.Error(), "")
+				return
+			}
+			continue
+		}
 		if ok && ev.kind == "frame" && stop(ev.text) {
 			if kind == "none" {
 				r.add(st, c.name, "none", "(nothing)", "(nothing)")
@@ -724,7 +753,7 @@ func (r *runner) drainUntil(st *Step, c *conn, kind string, stop func(string) bo
 			return
 		}
 		if _, isBarrier := layerBarrier(ev.text); ok && ev.kind == "frame" && isBarrier {
-			continue // another connection's barrier
+			continue // another connection's barrier, or an earlier one of ours
 		}
 		want := ""
 		if kind == "none" {
@@ -734,6 +763,7 @@ func (r *runner) drainUntil(st *Step, c *conn, kind string, stop func(string) bo
 		if !ok || ev.kind != "frame" {
 			return
 		}
+		deadline = time.Now().Add(frameWait)
 	}
 }
 
