@@ -14,11 +14,12 @@ import (
 type idents struct {
 	users  map[int64]string // user id → actor name
 	emails map[string]string
-	conv   int64
+	convs  map[int64]string // conversation id → @<name>
 	msgs   map[int64]string // message id → @m<rank>
 	files  map[int64]string // attachment id → @f<rank>
-	ts     map[string]string
-	tsEpoc int // bumped by sql steps: timestamps may change legitimately
+	ts     map[string]time.Time
+	tsEpoc int  // bumped by sql steps: timestamps may change legitimately
+	rest   bool // normalising a REST body: DRF prints UTC as Z
 	// divFields are the declared divergent keys; divSeen their values.
 	divFields map[string]string
 	divSeen   map[string]map[string]bool
@@ -88,8 +89,28 @@ func num(v any) (int64, bool) {
 	return i, err == nil
 }
 
+// isConversation tells a conversation object (a list item, a pending
+// item, a REST answer) from the other objects that have an id.
+func isConversation(o *object) bool {
+	_, id := o.vals["id"]
+	_, im := o.vals["initial_message"]
+	return id && im && !isMessage(o)
+}
+
+// Keys whose values are user ids, conversation ids and timestamps, in every
+// frame and REST answer (the id keys of nested objects are told by parent).
+var (
+	userKeys = map[string]bool{"user_id": true, "listener_id": true, "talker_id": true, "other_user_id": true,
+		"last_message_sender_id": true, "ended_by": true}
+	userParents = map[string]bool{"sender": true, "listener": true, "talker": true}
+	convKeys    = map[string]bool{"conversation": true, "conversation_id": true, "latest_conversation_id": true}
+	tsKeys      = map[string]bool{"created_at": true, "last_message_at": true, "accepted_at": true, "rejected_at": true,
+		"updated_at": true, "timestamp": true}
+)
+
 var (
 	tsRe      = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?\+00:00$`)
+	tsRESTRe  = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?(\+00:00|Z)$`)
 	convURLRe = regexp.MustCompile(`/conversations/(\w+)/`)
 	fileURLRe = regexp.MustCompile(`/chat_files/(\d{4}/\d\d/\d\d)/`)
 	suffixRe  = regexp.MustCompile(`_[A-Za-z0-9]{7}(\.[^/.]*)?$`)
@@ -107,7 +128,7 @@ func (ids *idents) normalize(v any, parent string) any {
 		return out
 	case *object:
 		o := &object{keys: t.keys, vals: map[string]any{}}
-		msg := isMessage(t)
+		msg, conv := isMessage(t), isConversation(t)
 		for _, k := range t.keys {
 			val := t.vals[k]
 			if _, ok := ids.divFields[k]; ok {
@@ -123,12 +144,14 @@ func (ids *idents) normalize(v any, parent string) any {
 				o.vals[k] = sym(val, ids.msgs, "@m?")
 			case k == "id" && parent == "file_attachment":
 				o.vals[k] = sym(val, ids.files, "@f?")
-			case k == "id" && parent == "sender", k == "user_id":
-				o.vals[k] = ids.user(val)
-			case k == "conversation" || k == "conversation_id":
+			case k == "id" && conv:
 				o.vals[k] = ids.convSym(val)
-			case k == "created_at":
-				o.vals[k] = ids.timestamp(val, t)
+			case k == "id" && userParents[parent], userKeys[k]:
+				o.vals[k] = ids.user(val)
+			case convKeys[k]:
+				o.vals[k] = ids.convSym(val)
+			case tsKeys[k]:
+				o.vals[k] = ids.timestamp(k, val, t, msg, conv)
 			case k == "endpoint" || k == "example_url":
 				o.vals[k] = ids.convURL(val)
 			case k == "file_url":
@@ -139,13 +162,36 @@ func (ids *idents) normalize(v any, parent string) any {
 		}
 		return o
 	case string:
-		if a, ok := ids.emails[t]; ok {
-			return "@" + a + ".email"
-		}
-		return t
+		return ids.text(t, parent)
 	default:
 		return v
 	}
+}
+
+// convUpdatedRe is the text of a conversation_list_updated frame.
+var convUpdatedRe = regexp.MustCompile(`^Conversation (-?\d+) updated with new message$`)
+
+// text hides the actors' emails in a string (names fall back to emails,
+// and texts quote names) and the conversation id in the text of key.
+func (ids *idents) text(s, key string) string {
+	if strings.Contains(s, "@") {
+		emails := make([]string, 0, len(ids.emails))
+		for e := range ids.emails {
+			emails = append(emails, e)
+		}
+		// Longest first: ba@x.com contains a@x.com.
+		sort.Slice(emails, func(i, j int) bool { return len(emails[i]) > len(emails[j]) })
+		for _, e := range emails {
+			s = strings.ReplaceAll(s, e, "@"+ids.emails[e]+".email")
+		}
+	}
+	if m := convUpdatedRe.FindStringSubmatch(s); m != nil && key == "message" {
+		id, _ := strconv.ParseInt(m[1], 10, 64)
+		if sym, ok := ids.convs[id]; ok {
+			return "Conversation " + sym + " updated with new message"
+		}
+	}
+	return s
 }
 
 func sym(v any, m map[int64]string, unknown string) any {
@@ -170,8 +216,8 @@ func (ids *idents) user(v any) any {
 
 func (ids *idents) convSym(v any) any {
 	if id, ok := num(v); ok {
-		if id == ids.conv {
-			return "@conv"
+		if s, ok := ids.convs[id]; ok {
+			return s
 		}
 		return fmt.Sprintf("@conv?%d", id)
 	}
@@ -185,35 +231,53 @@ func (ids *idents) convURL(v any) any {
 	}
 	return convURLRe.ReplaceAllStringFunc(s, func(m string) string {
 		seg := convURLRe.FindStringSubmatch(m)[1]
-		if seg == strconv.FormatInt(ids.conv, 10) {
-			return "/conversations/@conv/"
+		for id, sym := range ids.convs {
+			if seg == strconv.FormatInt(id, 10) {
+				return "/conversations/" + sym + "/"
+			}
 		}
 		return m
 	})
 }
 
 // timestamp checks Python's isoformat() shape (microseconds only when not
-// zero) and that one message keeps one created_at, then hides the value.
-func (ids *idents) timestamp(v any, msg *object) any {
+// zero; DRF's Z in REST answers) and that a message or a conversation keeps
+// one created_at, then hides the value. null stays null (a conversation
+// not yet accepted).
+func (ids *idents) timestamp(key string, v any, obj *object, msg, conv bool) any {
+	if v == nil {
+		return nil
+	}
 	s, ok := v.(string)
 	if !ok {
 		return fmt.Sprintf("<bad-ts:%v>", v)
 	}
-	m := tsRe.FindStringSubmatch(s)
+	re := tsRe
+	if ids.rest {
+		re = tsRESTRe
+	}
+	m := re.FindStringSubmatch(s)
 	if m == nil {
 		return "<bad-ts:" + s + ">"
 	}
-	if _, err := time.Parse("2006-01-02T15:04:05.999999-07:00", s); err != nil {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
 		return "<bad-ts:" + s + ">"
 	}
 	if m[1] == ".000000" {
 		return "<bad-ts:" + s + " (zero microseconds printed)>"
 	}
-	key := fmt.Sprintf("%d/%v", ids.tsEpoc, msg.vals["id"])
-	if prev, ok := ids.ts[key]; ok && prev != s {
-		return "<ts changed:" + prev + "→" + s + ">"
+	if key == "created_at" && (msg || conv) {
+		kind := "message"
+		if conv {
+			kind = "conversation"
+		}
+		k := fmt.Sprintf("%d/%s/%v", ids.tsEpoc, kind, obj.vals["id"])
+		if prev, ok := ids.ts[k]; ok && !prev.Equal(t) {
+			return "<ts changed:" + prev.Format(time.RFC3339Nano) + "→" + s + ">"
+		}
+		ids.ts[k] = t
 	}
-	ids.ts[key] = s
 	if m[1] == "" {
 		return "<ts>"
 	}
@@ -248,6 +312,18 @@ func (ids *idents) normFrame(raw string) string {
 		out += "   <not json.dumps form: " + strconv.Quote(raw) + ">"
 	}
 	return out
+}
+
+// normBody is the normalised text of a REST answer (printed by DRF, so
+// not held to json.dumps form).
+func (ids *idents) normBody(raw string) string {
+	v, err := parseOrdered(raw)
+	if err != nil {
+		return "<not JSON> " + strconv.Quote(raw)
+	}
+	ids.rest = true
+	defer func() { ids.rest = false }()
+	return pyDumps(ids.normalize(v, ""))
 }
 
 // normExpected canonicalises an expected frame written in a scenario.

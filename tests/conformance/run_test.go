@@ -3,6 +3,7 @@ package conformance
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -23,6 +25,13 @@ import (
 
 // frameWait bounds each wait for a frame or a close.
 const frameWait = 5 * time.Second
+
+// closeWait bounds expect_close; nudgeAfter is when expect_close on a
+// list or notification socket nudges its group (see nextClose).
+const (
+	closeWait  = 15 * time.Second
+	nudgeAfter = time.Second
+)
 
 // Entry is one observation of a run: a frame, a close, a handshake outcome,
 // a REST answer or a row count.
@@ -54,12 +63,32 @@ type side struct {
 	media   string
 	logs    func() string
 	fixture map[*Scenario]*fixture
+	// layer sends events into the channel layer the side's servers share
+	// (nil when the file runs on the in-memory layer).
+	layer *injector
 }
 
 type fixture struct {
 	users  map[string]int64
+	emails map[string]string
 	tokens map[string]testenv.Tokens
-	conv   int64
+	// convs are the conversation ids by name: those of the scenario's
+	// conversation lines, then those its create steps made.
+	convs   map[string]int64
+	primary string // name {conv} stands for
+}
+
+// conv is the id of the scenario's first conversation (0 when there is none).
+func (fx *fixture) conv() int64 { return fx.convs[fx.primary] }
+
+// convName is the name a conversation id was registered under.
+func (fx *fixture) convName(id int64) (string, bool) {
+	for name, cid := range fx.convs {
+		if cid == id {
+			return name, true
+		}
+	}
+	return "", false
 }
 
 // setupFixtures creates the users and conversations of every scenario of f
@@ -69,23 +98,24 @@ func setupFixtures(t *testing.T, db *testenv.Database, f *File) map[*Scenario]*f
 	out := map[*Scenario]*fixture{}
 	var all []int64
 	for i, sc := range f.Scenarios {
-		fx := &fixture{users: map[string]int64{}}
+		fx := &fixture{users: map[string]int64{}, emails: map[string]string{}, convs: map[string]int64{},
+			primary: defaultConvName}
+		for email, name := range emailsOf(f, i, sc) {
+			fx.emails[name] = email
+		}
 		for _, a := range sc.Actors {
-			email := fmt.Sprintf("%s@s%d.%s.example.com", a.Name, i+1, f.Name)
-			email = strings.ReplaceAll(email, "_", "-")
-			id := db.CreateUser(t, email, a.FullName, a.Type)
+			id := db.CreateUser(t, fx.emails[a.Name], a.FullName, a.Type)
 			if a.Inactive {
 				db.SetUserActive(t, id, false)
 			}
 			fx.users[a.Name] = id
 			all = append(all, id)
 		}
-		if sc.ConvID > 0 {
-			setNextConvID(t, db, sc.ConvID)
+		if p := sc.primary(); p != nil {
+			fx.primary = p.Name
 		}
-		fx.conv = db.CreateConversation(t, fx.users[sc.Listener], fx.users[sc.Talker], sc.Status)
-		if sc.ConvID > 0 && fx.conv != sc.ConvID {
-			t.Fatalf("scenario %s: conversation got id %d, want %d", sc.Name, fx.conv, sc.ConvID)
+		for _, cv := range sc.Convs {
+			fx.convs[cv.Name] = createConversation(t, db, fx, cv)
 		}
 		out[sc] = fx
 	}
@@ -98,6 +128,34 @@ func setupFixtures(t *testing.T, db *testenv.Database, f *File) map[*Scenario]*f
 		}
 	}
 	return out
+}
+
+// createConversation inserts a conversation line's row as testenv does,
+// then sets what the line adds (initial message, times).
+func createConversation(t *testing.T, db *testenv.Database, fx *fixture, cv *ConvSpec) int64 {
+	t.Helper()
+	if cv.ID > 0 {
+		setNextConvID(t, db, cv.ID)
+	}
+	id := db.CreateConversation(t, fx.users[cv.Listener], fx.users[cv.Talker], cv.Status)
+	if cv.ID > 0 && id != cv.ID {
+		t.Fatalf("line %d: conversation got id %d, want %d", cv.Line, id, cv.ID)
+	}
+	set := func(col string, v any) {
+		if _, err := db.DB.Exec(`UPDATE chat_conversation SET `+col+` = $2 WHERE id = $1`, id, v); err != nil {
+			t.Fatalf("line %d: set conversation %s: %v", cv.Line, col, err)
+		}
+	}
+	if cv.Initial != "" {
+		set("initial_message", cv.Initial)
+	}
+	if !cv.CreatedAt.IsZero() {
+		set("created_at", db.Time(cv.CreatedAt))
+	}
+	if !cv.LastMessageAt.IsZero() {
+		set("last_message_at", db.Time(cv.LastMessageAt))
+	}
+	return id
 }
 
 // setNextConvID makes id the next id chat_conversation hands out: the
@@ -146,10 +204,16 @@ type event struct {
 
 type conn struct {
 	name   string
+	route  string // routeOf its path: chat, conversations, notifications or ""
 	ws     *websocket.Conn
 	events chan event
 	ended  bool // a close or read error was observed
 }
+
+// connectFrames is how many frames each route sends on every accepted
+// connection (recorded by connect without raw). The notification route's
+// pending list depends on the data: a scenario expects it as a frame of its own.
+var connectFrames = map[string]int{"chat": 3, "conversations": 2, "notifications": 1}
 
 func (r *runner) add(st *Step, c, kind, raw, want string) *Entry {
 	e := &Entry{Step: st, Conn: c, Kind: kind, Raw: raw, Want: want}
@@ -166,15 +230,18 @@ func (r *runner) play() []*Entry {
 		}
 		r.step(st)
 	}
-	// Frames nobody expected: a final barrier on every open connection.
+	// Frames nobody expected: a final barrier on every open connection,
+	// all before the first close (a socket closing on channels_redis can
+	// lose a message in flight to another socket of the same process).
 	end := &Step{Line: 0, Text: "(end of scenario)", Op: "end"}
-	for _, name := range sortedKeys(r.conns) {
-		c := r.conns[name]
-		if c.ended {
-			continue
+	names := sortedKeys(r.conns)
+	for _, name := range names {
+		if c := r.conns[name]; !c.ended {
+			r.barrier(end, c, "leftover")
 		}
-		r.barrier(end, c, "leftover")
-		c.ws.Close()
+	}
+	for _, name := range names {
+		r.conns[name].ws.Close()
 	}
 	return r.out
 }
@@ -272,19 +339,33 @@ func (r *runner) step(st *Step) {
 			r.add(st, "", "error", "set_status needs a status", "")
 			return
 		}
-		r.exec(st, `UPDATE chat_conversation SET status = $2, updated_at = $3 WHERE id = $1`, r.fx.conv, st.Args[0],
-			r.s.db.Time(time.Now().UTC().Truncate(time.Microsecond)))
+		if conv, ok := r.primary(st); ok {
+			r.exec(st, `UPDATE chat_conversation SET status = $2, updated_at = $3 WHERE id = $1`, conv, st.Args[0],
+				r.s.db.Time(time.Now().UTC().Truncate(time.Microsecond)))
+		}
 	case "delete_conversation":
-		r.exec(st, `DELETE FROM chat_fileattachment WHERE message_id IN (SELECT id FROM chat_message WHERE conversation_id = $1)`, r.fx.conv)
-		r.exec(st, `DELETE FROM chat_message WHERE conversation_id = $1`, r.fx.conv)
-		r.exec(st, `DELETE FROM chat_conversation WHERE id = $1`, r.fx.conv)
+		if conv, ok := r.primary(st); ok {
+			r.exec(st, `DELETE FROM chat_fileattachment WHERE message_id IN (SELECT id FROM chat_message WHERE conversation_id = $1)`, conv)
+			r.exec(st, `DELETE FROM chat_message WHERE conversation_id = $1`, conv)
+			r.exec(st, `DELETE FROM chat_conversation WHERE id = $1`, conv)
+		}
 	case "sql":
-		q := strings.ReplaceAll(st.Rest, "{conv}", strconv.FormatInt(r.fx.conv, 10))
+		q, err := r.subst(st.Rest)
+		if err != nil {
+			r.add(st, "", "error", "scenario: "+err.Error(), "")
+			return
+		}
 		if _, err := r.s.db.DB.Exec(q); err != nil {
 			r.add(st, "", "error", "sql: "+err.Error(), "")
 		} else {
 			r.add(st, "", "sql", "ok", "")
 		}
+	case "message":
+		r.message(st)
+	case "group_send":
+		r.groupSend(st)
+	case "create", "accept", "reject":
+		r.conversationREST(st)
 	case "db_count":
 		r.count(st)
 	default:
@@ -296,6 +377,52 @@ func (r *runner) exec(st *Step, q string, args ...any) {
 	if _, err := r.s.db.DB.Exec(q, args...); err != nil {
 		r.add(st, "", "error", st.Op+": "+err.Error(), "")
 	}
+}
+
+// primary is the id of the scenario's first conversation; a step that
+// needs it when there is none records an error.
+func (r *runner) primary(st *Step) (int64, bool) {
+	if id := r.fx.conv(); id != 0 {
+		return id, true
+	}
+	r.add(st, "", "error", "scenario: "+st.Op+" needs a conversation, and there is none named "+r.fx.primary, "")
+	return 0, false
+}
+
+var substRe = regexp.MustCompile(`\{(conv|user|email)(?::([\w-]+))?\}`)
+
+// subst replaces {conv} (the first conversation's id), {conv:<name>},
+// {user:<actor>} (a user id) and {email:<actor>} in s.
+func (r *runner) subst(s string) (string, error) {
+	var err error
+	out := substRe.ReplaceAllStringFunc(s, func(m string) string {
+		g := substRe.FindStringSubmatch(m)
+		kind, name := g[1], g[2]
+		switch {
+		case kind == "conv":
+			if name == "" {
+				name = r.fx.primary
+			}
+			if id, ok := r.fx.convs[name]; ok {
+				return strconv.FormatInt(id, 10)
+			}
+			err = fmt.Errorf("%s: no conversation named %q (yet)", m, name)
+		case name == "":
+			err = fmt.Errorf("%s: name an actor, {%s:<actor>}", m, kind)
+		case kind == "user":
+			if id, ok := r.fx.users[name]; ok {
+				return strconv.FormatInt(id, 10)
+			}
+			err = fmt.Errorf("%s: no actor %q", m, name)
+		default:
+			if e, ok := r.fx.emails[name]; ok {
+				return e
+			}
+			err = fmt.Errorf("%s: no actor %q", m, name)
+		}
+		return m
+	})
+	return out, err
 }
 
 // token picks the token of a connect step.
@@ -354,7 +481,11 @@ func (r *runner) connect(st *Step) {
 			return
 		}
 	}
-	path = strings.ReplaceAll(path, "{conv}", strconv.FormatInt(r.fx.conv, 10))
+	path, err := r.subst(path)
+	if err != nil {
+		r.add(st, st.Conn, "error", "scenario: "+err.Error(), "")
+		return
+	}
 	u := "ws://" + r.s.wsAddr + path
 	if tok, ok := r.token(st, actor, tokKind); ok {
 		u += "?token=" + url.QueryEscape(tok)
@@ -377,11 +508,11 @@ func (r *runner) connect(st *Step) {
 	if old := r.conns[st.Conn]; old != nil && !old.ended {
 		old.ws.Close()
 	}
-	c := &conn{name: st.Conn, ws: ws, events: make(chan event, 1024)}
+	c := &conn{name: st.Conn, route: routeOf(path), ws: ws, events: make(chan event, 1024)}
 	r.conns[st.Conn] = c
 	go c.read()
 	if !raw {
-		for i := 0; i < 3; i++ {
+		for i := 0; i < connectFrames[c.route]; i++ {
 			r.next(st, st.Conn, "")
 		}
 	}
@@ -408,14 +539,33 @@ func (c *conn) read() {
 	}
 }
 
-func (c *conn) wait() (event, bool) {
+// wait returns c's next event, passing over the answers to barriers sent
+// through the layer (they reach every connection of the user's group, and
+// belong to the barrier that waits for them).
+func (c *conn) wait() (event, bool) { return c.waitFor(frameWait) }
+
+func (c *conn) waitFor(d time.Duration) (event, bool) {
+	for {
+		ev, ok := c.waitAnyFor(d)
+		if ok && ev.kind == "frame" {
+			if _, isBarrier := layerBarrier(ev.text); isBarrier {
+				continue
+			}
+		}
+		return ev, ok
+	}
+}
+
+func (c *conn) waitAny() (event, bool) { return c.waitAnyFor(frameWait) }
+
+func (c *conn) waitAnyFor(d time.Duration) (event, bool) {
 	select {
 	case ev, ok := <-c.events:
 		if !ok {
 			return event{kind: "gone", text: "connection already ended"}, true
 		}
 		return ev, true
-	case <-time.After(frameWait):
+	case <-time.After(d):
 		return event{}, false
 	}
 }
@@ -452,22 +602,111 @@ func (r *runner) nextClose(st *Step, want string) {
 		r.add(st, st.Conn, "error", "no open connection", want)
 		return
 	}
-	ev, ok := c.wait()
+	ev, ok := c.waitFor(nudgeAfter)
+	if !ok && r.s.layer != nil && (c.route == "conversations" || c.route == "notifications") {
+		// A Python consumer that crashed on channels_redis may not end (and
+		// Daphne not send 1011) until a message reaches its process: redis-py
+		// 4.3 can swallow the cancellation of the BZPOPMIN it was waiting in
+		// (redis/redis-py#2028) and channels_redis's receive loop goes on.
+		// An event to the socket's group is such a message; live sockets
+		// pass over it as over a barrier.
+		n := r.s.layer.marker()
+		group, event := layerBarrierEvent(c.route, r.fx.users[actorOf(c.name)], n)
+		if err := r.s.layer.send(group, event); err != nil {
+			r.add(st, c.name, "error", "nudge: "+err.Error(), "")
+			return
+		}
+		ev, ok = c.waitFor(closeWait)
+	} else if !ok {
+		ev, ok = c.waitFor(closeWait - nudgeAfter)
+	}
+	if !ok {
+		r.add(st, c.name, "frame", "<nothing within "+closeWait.String()+">", want)
+		return
+	}
 	r.record(st, c, ev, ok, "frame", want)
 }
 
 const barrierFrame = `{"type": "__barrier__"}`
 const barrierReply = `{"type": "error", "message": "Unknown message type: __barrier__"}`
 
-// barrier makes c send a frame whose only answer is an error to c itself;
-// every frame before that answer is recorded as kind (none: the step
-// expected nothing).
+// barrier makes sure every frame sent to c before now has arrived; each
+// one is recorded as kind (none: the step expected nothing). On a chat
+// socket c sends a frame whose only answer is an error to c itself. The
+// conversation-list and notification sockets answer no client frame: the
+// barrier is an event sent through the shared layer to the user's group,
+// which the group delivers after everything sent to it before.
 func (r *runner) barrier(st *Step, c *conn, kind string) {
-	if err := c.ws.WriteMessage(websocket.TextMessage, []byte(barrierFrame)); err != nil {
-		r.add(st, c.name, "error", "barrier write: "+err.Error(), "")
-		return
+	switch c.route {
+	case "chat":
+		if err := c.ws.WriteMessage(websocket.TextMessage, []byte(barrierFrame)); err != nil {
+			r.add(st, c.name, "error", "barrier write: "+err.Error(), "")
+			return
+		}
+		r.drainUntil(st, c, kind, func(text string) bool { return text == barrierReply }, nil)
+	case "conversations", "notifications":
+		if r.s.layer == nil {
+			r.add(st, c.name, "error", "barrier: no shared channel layer on this run", "")
+			return
+		}
+		// Any of the markers sent proves every earlier frame has arrived.
+		// Another is sent when none answers for barrierRetry: the Python
+		// reference can lose an event when a consumer of its process is
+		// cancelled at that moment (channels_redis 4.0 on redis-py 4.3).
+		mine := map[int64]bool{}
+		send := func() error {
+			n := r.s.layer.marker()
+			mine[n] = true
+			group, event := layerBarrierEvent(c.route, r.fx.users[actorOf(c.name)], n)
+			return r.s.layer.send(group, event)
+		}
+		if err := send(); err != nil {
+			r.add(st, c.name, "error", "barrier: "+err.Error(), "")
+			return
+		}
+		r.drainUntil(st, c, kind, func(text string) bool {
+			m, ok := layerBarrier(text)
+			return ok && mine[m]
+		}, send)
+	default:
+		r.add(st, c.name, "error", "barrier: no barrier for the route of this connection", "")
 	}
-	r.drainUntil(st, c, kind, barrierReply)
+}
+
+// layerBarrierEvent is the event that makes a socket of route answer with
+// a frame carrying marker n: a conversation_update whose conversation_id
+// is -n (no conversation has a negative id), or a call_ending_notification
+// whose data is {"type": "__barrier__", "n": n}.
+func layerBarrierEvent(route string, user, n int64) (group, event string) {
+	if route == "conversations" {
+		return fmt.Sprintf("user_%d_conversations", user),
+			fmt.Sprintf(`{"type": "conversation_update", "conversation_id": %d}`, -n)
+	}
+	return fmt.Sprintf("user_%d_notifications", user),
+		fmt.Sprintf(`{"type": "call_ending_notification", "data": {"type": "__barrier__", "n": %d}}`, n)
+}
+
+// layerBarrier reports whether a frame answers a layerBarrierEvent, and its marker.
+func layerBarrier(text string) (int64, bool) {
+	if !strings.Contains(text, "conversation_list_updated") && !strings.Contains(text, "__barrier__") {
+		return 0, false
+	}
+	v, err := parseOrdered(text)
+	o, ok := v.(*object)
+	if err != nil || !ok {
+		return 0, false
+	}
+	switch o.vals["type"] {
+	case "conversation_list_updated":
+		if id, ok := num(o.vals["latest_conversation_id"]); ok && id < 0 {
+			return -id, true
+		}
+	case "__barrier__":
+		if n, ok := num(o.vals["n"]); ok && len(o.keys) == 2 {
+			return n, true
+		}
+	}
+	return 0, false
 }
 
 // barrierVia makes other send mark_read: c's next frame must be the
@@ -482,17 +721,39 @@ func (r *runner) barrierVia(st *Step, c, other *conn) {
 		return
 	}
 	uid := r.fx.users[actorOf(other.name)]
-	r.drainUntil(st, c, "none", fmt.Sprintf(`{"type": "read_receipt", "user_id": %d}`, uid))
+	receipt := fmt.Sprintf(`{"type": "read_receipt", "user_id": %d}`, uid)
+	r.drainUntil(st, c, "none", func(text string) bool { return text == receipt }, nil)
 }
 
-func (r *runner) drainUntil(st *Step, c *conn, kind, stop string) {
+// barrierRetry is how long a layer barrier waits before it sends another.
+const barrierRetry = time.Second
+
+// drainUntil records c's frames up to the one stop accepts, waiting
+// frameWait at most for each; when again is not nil it is called after
+// each barrierRetry without a frame.
+func (r *runner) drainUntil(st *Step, c *conn, kind string, stop func(string) bool, again func() error) {
+	deadline := time.Now().Add(frameWait)
 	for {
-		ev, ok := c.wait()
-		if ok && ev.kind == "frame" && ev.text == stop {
+		wait := time.Until(deadline)
+		if again != nil && wait > barrierRetry {
+			wait = barrierRetry
+		}
+		ev, ok := c.waitAnyFor(wait)
+		if !ok && again != nil && time.Now().Before(deadline) {
+			if err := again(); err != nil {
+				r.add(st, c.name, "error", "barrier: "+err.Error(), "")
+				return
+			}
+			continue
+		}
+		if ok && ev.kind == "frame" && stop(ev.text) {
 			if kind == "none" {
 				r.add(st, c.name, "none", "(nothing)", "(nothing)")
 			}
 			return
+		}
+		if _, isBarrier := layerBarrier(ev.text); ok && ev.kind == "frame" && isBarrier {
+			continue // another connection's barrier, or an earlier one of ours
 		}
 		want := ""
 		if kind == "none" {
@@ -502,32 +763,171 @@ func (r *runner) drainUntil(st *Step, c *conn, kind, stop string) {
 		if !ok || ev.kind != "frame" {
 			return
 		}
+		deadline = time.Now().Add(frameWait)
 	}
 }
 
+// rest blocks or unblocks the first conversation's talker as its listener.
 func (r *runner) rest(st *Step) {
+	cv := r.sc.primary()
+	if cv == nil {
+		r.add(st, "", "error", "scenario: "+st.Op+" needs a conversation line", "")
+		return
+	}
 	endpoint := "/api/listener/profiles/block_talker/"
 	if st.Op == "unblock" {
 		endpoint = "/api/listener/profiles/unblock_talker/"
 	}
-	body := fmt.Sprintf(`{"talker_id": %d}`, r.fx.users[r.sc.Talker])
-	req, _ := http.NewRequest("POST", "http://"+r.s.rest+endpoint, strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+r.fx.tokens[r.sc.Listener].Access)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+	body := fmt.Sprintf(`{"talker_id": %d}`, r.fx.users[cv.Talker])
+	code, b, err := r.post(endpoint, cv.Listener, body)
 	if err != nil {
 		r.add(st, "", "rest", "error: "+err.Error(), "")
 		return
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		r.add(st, "", "rest", fmt.Sprintf("HTTP %d %s", resp.StatusCode, bytes.TrimSpace(b)), "HTTP 200")
+	if code != 200 {
+		r.add(st, "", "rest", fmt.Sprintf("HTTP %d %s", code, bytes.TrimSpace(b)), "HTTP 200")
 		return
 	}
 	r.add(st, "", "rest", "HTTP 200", "HTTP 200")
+}
+
+// post sends a JSON body to the side's REST server as actor (its SimpleJWT
+// access token).
+func (r *runner) post(endpoint, actor, body string) (int, []byte, error) {
+	req, _ := http.NewRequest("POST", "http://"+r.s.rest+endpoint, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+r.fx.tokens[actor].Access)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
+// conversationREST plays create, accept and reject: the answer's status
+// (asserted after =>) and its body (asserted when the step gives one) are
+// recorded; a conversation a create answers with is registered by name.
+func (r *runner) conversationREST(st *Step) {
+	rs, err := parseRESTStep(st.Op, st.Rest)
+	if err != nil {
+		r.add(st, "", "error", "scenario: "+err.Error(), "")
+		return
+	}
+	var endpoint, body string
+	if st.Op == "create" {
+		endpoint = "/api/chat/conversations/"
+		fields := []string{fmt.Sprintf(`"listener_id": %d`, r.fx.users[rs.Listener])}
+		if rs.Initial != nil {
+			b, _ := json.Marshal(*rs.Initial)
+			fields = append(fields, `"initial_message": `+string(b))
+		}
+		body = "{" + strings.Join(fields, ", ") + "}"
+	} else {
+		name := rs.Conv
+		if name == "" {
+			name = r.fx.primary
+		}
+		id, ok := r.fx.convs[name]
+		if !ok {
+			r.add(st, "", "error", "scenario: no conversation named "+name+" (yet)", "")
+			return
+		}
+		endpoint = fmt.Sprintf("/api/chat/conversations/%d/%s/", id, st.Op)
+		body = "{}"
+	}
+	code, b, err := r.post(endpoint, rs.As, body)
+	if err != nil {
+		r.add(st, "", "rest", "error: "+err.Error(), "")
+		return
+	}
+	want := ""
+	if rs.Code != 0 {
+		want = fmt.Sprintf("HTTP %d", rs.Code)
+	}
+	r.add(st, "", "rest", fmt.Sprintf("HTTP %d", code), want)
+	r.add(st, "", "body", string(b), rs.Body)
+	if st.Op == "create" && (code == 200 || code == 201) {
+		r.register(st, rs.Conv, b)
+	}
+}
+
+// register names the conversation a create step answered with: a known
+// id keeps its name, a new one takes name= or "conv".
+func (r *runner) register(st *Step, name string, body []byte) {
+	var c struct{ ID int64 }
+	if err := json.Unmarshal(body, &c); err != nil || c.ID == 0 {
+		r.add(st, "", "error", "create: no conversation id in the answer", "")
+		return
+	}
+	if known, ok := r.fx.convName(c.ID); ok {
+		if name != "" && name != known {
+			r.add(st, "", "error", fmt.Sprintf("create: the answer is conversation %s, not a new %s", known, name), "")
+		}
+		return
+	}
+	if name == "" {
+		name = defaultConvName
+	}
+	if _, taken := r.fx.convs[name]; taken {
+		r.add(st, "", "error", "create: the name "+name+" is another conversation's; use name=", "")
+		return
+	}
+	r.fx.convs[name] = c.ID
+}
+
+// message inserts a text message as the ORM would, and sets the
+// conversation's last_message_at to its time, as the chat consumer does.
+func (r *runner) message(st *Step) {
+	m, err := parseMessageStep(st.Rest)
+	if err != nil {
+		r.add(st, "", "error", "scenario: "+err.Error(), "")
+		return
+	}
+	name := m.Conv
+	if name == "" {
+		name = r.fx.primary
+	}
+	conv, ok := r.fx.convs[name]
+	if !ok {
+		r.add(st, "", "error", "scenario: no conversation named "+name, "")
+		return
+	}
+	at := m.At
+	if at.IsZero() {
+		at = time.Now().UTC().Truncate(time.Microsecond)
+	}
+	ts := r.s.db.Time(at)
+	if _, err := r.s.db.DB.Exec(`INSERT INTO chat_message (conversation_id, sender_id, content, message_type, is_read, created_at)
+		VALUES ($1, $2, $3, 'text', $4, $5)`, conv, r.fx.users[m.Sender], m.Content, false, ts); err != nil {
+		r.add(st, "", "error", "message: "+err.Error(), "")
+		return
+	}
+	r.exec(st, `UPDATE chat_conversation SET last_message_at = $2, updated_at = $2 WHERE id = $1`, conv, ts)
+	r.add(st, "", "sql", "ok", "")
+}
+
+// groupSend sends one event through manage.py group_send on the side's
+// shared layer.
+func (r *runner) groupSend(st *Step) {
+	if r.s.layer == nil {
+		r.add(st, "", "error", "group_send: no shared channel layer on this run", "")
+		return
+	}
+	text, err := r.subst(st.Rest)
+	if err != nil {
+		r.add(st, "", "error", "scenario: "+err.Error(), "")
+		return
+	}
+	group, event := cut(text)
+	if err := r.s.layer.send(group, event); err != nil {
+		r.add(st, "", "group_send", err.Error(), "ok")
+		return
+	}
+	r.add(st, "", "group_send", "ok", "ok")
 }
 
 func (r *runner) count(st *Step) {
@@ -536,20 +936,24 @@ func (r *runner) count(st *Step) {
 		return
 	}
 	what := st.Args[0]
+	conv, ok := r.primary(st)
+	if !ok {
+		return
+	}
 	var q string
 	var args []any
 	switch what {
 	case "chat_message", "messages":
-		q, args = `SELECT count(*) FROM chat_message WHERE conversation_id = $1`, []any{r.fx.conv}
+		q, args = `SELECT count(*) FROM chat_message WHERE conversation_id = $1`, []any{conv}
 	case "unread":
-		q, args = `SELECT count(*) FROM chat_message WHERE conversation_id = $1 AND NOT is_read`, []any{r.fx.conv}
+		q, args = `SELECT count(*) FROM chat_message WHERE conversation_id = $1 AND NOT is_read`, []any{conv}
 	case "chat_fileattachment", "attachments":
-		q, args = `SELECT count(*) FROM chat_fileattachment a JOIN chat_message m ON m.id = a.message_id WHERE m.conversation_id = $1`, []any{r.fx.conv}
+		q, args = `SELECT count(*) FROM chat_fileattachment a JOIN chat_message m ON m.id = a.message_id WHERE m.conversation_id = $1`, []any{conv}
 	case "listener_listenerblockedtalker", "blocks":
 		q, args = `SELECT count(*) FROM listener_listenerblockedtalker WHERE listener_id = $1 AND talker_id = $2`,
-			[]any{r.fx.users[r.sc.Listener], r.fx.users[r.sc.Talker]}
+			[]any{r.fx.users[r.sc.primary().Listener], r.fx.users[r.sc.primary().Talker]}
 	case "last_message_at":
-		q, args = `SELECT count(*) FROM chat_conversation WHERE id = $1 AND last_message_at IS NOT NULL`, []any{r.fx.conv}
+		q, args = `SELECT count(*) FROM chat_conversation WHERE id = $1 AND last_message_at IS NOT NULL`, []any{conv}
 	case "files":
 	default:
 		r.add(st, "", "error", "scenario: unknown db_count "+what, "")
@@ -598,6 +1002,8 @@ func normalizeRun(entries []*Entry, ids *idents) {
 			e.Norm = e.Raw
 		case e.Kind == "frame" || e.Kind == "leftover" || e.Kind == "none":
 			e.Norm = ids.normFrame(e.Raw)
+		case e.Kind == "body":
+			e.Norm = ids.normBody(e.Raw)
 		default:
 			e.Norm = e.Raw
 		}

@@ -1,6 +1,7 @@
-"""The reference ChatConsumer: the Python behaviour the Go sidecar replaces
-(PROTOCOL.md sections 4-7). Where PROTOCOL.md lists a Divergence, this file does
-what the Python original did; the one exception is `typing`, handled as in 5.3.
+"""The reference consumers: the Python behaviour the Go sidecar replaces.
+ChatConsumer is PROTOCOL.md sections 4-7, ConversationListConsumer section 10,
+NotificationConsumer section 11. Where PROTOCOL.md lists a Divergence, this file
+does what the Python original did; the one exception is `typing`, handled as in 5.3.
 """
 import base64
 import json
@@ -11,6 +12,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
+from django.db.models import Q
 from django.utils import timezone
 
 from listener.models import ListenerBlockedTalker
@@ -321,25 +323,227 @@ class ChatConsumer(AsyncWebsocketConsumer):
         return [(conversation.talker_id, conversation.id), (conversation.listener_id, conversation.id)]
 
 
+def display_name(user):
+    return user.full_name or user.email
+
+
+def authenticated_user(scope):
+    """scope['user'] when it is a real user, else None. Touching the user of a
+    token without the user id claim raises (chat/middleware.py); the list and
+    notification consumers catch that here, so it is refused like any bad token."""
+    try:
+        user = scope.get('user')
+        if not user or user.is_anonymous:
+            return None
+        return user
+    except Exception:
+        logger.exception('websocket authentication failed')
+        return None
+
+
+def conversation_item(conversation, user):
+    """One <item> of PROTOCOL.md section 10, with the original's two queries
+    per conversation: the latest message, then the message count."""
+    last_message = conversation.messages.order_by('-created_at').first()
+    total_messages = conversation.messages.count()
+    listener, talker = conversation.listener, conversation.talker
+    other = talker if conversation.listener_id == user.id else listener
+    if last_message:
+        preview = last_message.content[:50]
+        sender_id = last_message.sender_id
+    else:
+        preview = ''
+        sender_id = conversation.talker_id if conversation.initial_message else None
+    return {
+        'id': conversation.id,
+        'listener_id': listener.id,
+        'listener_email': listener.email,
+        'listener_name': display_name(listener),
+        'talker_id': talker.id,
+        'talker_email': talker.email,
+        'talker_name': display_name(talker),
+        'other_user_id': other.id,
+        'other_user_email': other.email,
+        'other_user_name': display_name(other),
+        'status': conversation.status,
+        'initial_message': conversation.initial_message,
+        'last_message_preview': preview,
+        'last_message_sender_id': sender_id,
+        'last_message_at': (conversation.last_message_at or conversation.created_at).isoformat(),
+        'total_messages': total_messages,
+        'created_at': conversation.created_at.isoformat(),
+    }
+
+
 class ConversationListConsumer(AsyncWebsocketConsumer):
-    """ws/conversations/: forwards conversation_update events of user_<id>_conversations."""
+    """ws/conversations/: the user's conversation list, sent again on every
+    conversation_update event of group user_<id>_conversations."""
     group_name = None
 
     async def connect(self):
-        user = self.scope.get('user')
-        if not user or user.is_anonymous:
+        self.user = authenticated_user(self.scope)
+        if self.user is None:
             await self.close(code=4001)
             return
-        self.group_name = f'user_{user.id}_conversations'
+        self.group_name = f'user_{self.user.id}_conversations'
         await self.channel_layer.group_add(self.group_name, self.channel_name)
         await self.accept()
+
+        await self.send(text_data=json.dumps({
+            'type': 'connection_established',
+            'message': 'Connected to conversation list updates',
+        }))
+        conversations = await self.get_user_conversations()
+        await self.send(text_data=json.dumps({
+            'type': 'conversation_list',
+            'conversations': conversations,
+            'count': len(conversations),
+            'message': f'You have {len(conversations)} conversation(s)',
+        }))
 
     async def disconnect(self, close_code):
         if self.group_name:
             await self.channel_layer.group_discard(self.group_name, self.channel_name)
 
+    # Text is ignored; no bytes_data parameter, as in the original: a binary
+    # frame raises TypeError and the connection is closed with 1011.
+    async def receive(self, text_data):
+        pass
+
     async def conversation_update(self, event):
+        conversations = await self.get_user_conversations()
+        conversation_id = event.get('conversation_id')
         await self.send(text_data=json.dumps({
-            'type': 'conversation_update',
-            'conversation_id': event['conversation_id'],
+            'type': 'conversation_list_updated',
+            'conversations': conversations,
+            'count': len(conversations),
+            'latest_conversation_id': conversation_id,
+            'message': f'Conversation {conversation_id} updated with new message',
         }))
+
+    @database_sync_to_async
+    def get_user_conversations(self):
+        # Ties beyond these two keys are left to the database, as in the original.
+        conversations = (Conversation.objects.filter(Q(listener=self.user) | Q(talker=self.user))
+                         .select_related('listener', 'talker')
+                         .order_by('-last_message_at', '-created_at'))
+        return [conversation_item(c, self.user) for c in conversations]
+
+
+class NotificationConsumer(AsyncWebsocketConsumer):
+    """ws/notifications/: relays the events of group user_<id>_notifications
+    (conversation requests and answers from the REST API, calls from the call
+    service). An event missing a key it reads raises KeyError, one of another
+    type raises "No handler": either closes the connection with 1011."""
+    group_name = None
+
+    async def connect(self):
+        self.user = authenticated_user(self.scope)
+        if self.user is None:
+            await self.close(code=4001)
+            return
+        self.group_name = f'user_{self.user.id}_notifications'
+        await self.channel_layer.group_add(self.group_name, self.channel_name)
+        await self.accept()
+
+        await self.send(text_data=json.dumps({
+            'type': 'connection_established',
+            'message': 'Connected to notifications',
+        }))
+        if self.user.user_type == 'listener':
+            pending = await self.get_pending_conversations()
+            if pending:
+                await self.send(text_data=json.dumps({
+                    'type': 'pending_conversations_list',
+                    'conversations': pending,
+                    'count': len(pending),
+                    'message': f'You have {len(pending)} pending conversation(s)',
+                }))
+
+    async def disconnect(self, close_code):
+        if self.group_name:
+            await self.channel_layer.group_discard(self.group_name, self.channel_name)
+
+    # As in ConversationListConsumer: text ignored, binary crashes (1011).
+    async def receive(self, text_data):
+        pass
+
+    async def conversation_request(self, event):
+        await self.send(text_data=json.dumps({
+            'type': 'conversation_request',
+            'conversation_id': event['conversation_id'],
+            'talker_id': event['talker_id'],
+            'talker_email': event['talker_email'],
+            'talker_name': event['talker_name'],
+            'initial_message': event['initial_message'],
+            'created_at': event['created_at'],
+            'message': f"New conversation request from {event['talker_name']}",
+        }))
+
+    async def conversation_accepted(self, event):
+        await self.send(text_data=json.dumps({
+            'type': 'conversation_accepted',
+            'conversation_id': event['conversation_id'],
+            'listener_id': event['listener_id'],
+            'listener_email': event['listener_email'],
+            'listener_name': event['listener_name'],
+            'accepted_at': event['accepted_at'],
+            'message': f"Your conversation request was accepted by {event['listener_name']}",
+        }))
+
+    async def conversation_rejected(self, event):
+        await self.send(text_data=json.dumps({
+            'type': 'conversation_rejected',
+            'conversation_id': event['conversation_id'],
+            'listener_id': event['listener_id'],
+            'listener_email': event['listener_email'],
+            'listener_name': event['listener_name'],
+            'rejected_at': event['rejected_at'],
+            'message': f"Your conversation request was rejected by {event['listener_name']}",
+        }))
+
+    async def incoming_call(self, event):
+        await self.send(text_data=json.dumps({
+            'type': 'incoming_call',
+            'message': f"Incoming call from {event['talker_name']}",
+            'session_id': event['session_id'],
+            'call_package_id': event['call_package_id'],
+            'talker': {
+                'id': event['talker_id'],
+                'email': event['talker_email'],
+                'full_name': event['talker_name'],
+                'profile_image': event.get('talker_image'),
+            },
+            'call_type': event['call_type'],
+            'total_minutes': event['total_minutes'],
+            'created_at': event['created_at'],
+        }))
+
+    async def call_ended_notification(self, event):
+        await self.send(text_data=json.dumps({
+            'type': 'call_ended',
+            'message': event['message'],
+            'session_id': event['session_id'],
+            'duration_minutes': event['duration_minutes'],
+            'ended_by': event['ended_by'],
+            'ended_by_name': event.get('ended_by_name'),
+            'timestamp': event['timestamp'],
+        }))
+
+    async def call_ending_notification(self, event):
+        await self.send(text_data=json.dumps(event['data']))
+
+    @database_sync_to_async
+    def get_pending_conversations(self):
+        # The original model's Meta.ordering, written out: adding it would need a migration.
+        conversations = (Conversation.objects.filter(listener=self.user, status='pending')
+                         .select_related('talker')
+                         .order_by('-last_message_at', '-created_at'))
+        return [{
+            'id': c.id,
+            'talker_id': c.talker.id,
+            'talker_email': c.talker.email,
+            'talker_name': display_name(c.talker),
+            'initial_message': c.initial_message,
+            'created_at': c.created_at.isoformat(),
+        } for c in conversations]

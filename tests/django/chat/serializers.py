@@ -2,7 +2,7 @@ from rest_framework import serializers
 
 from users.models import User
 
-from .models import FileAttachment, Message
+from .models import Conversation, FileAttachment, Message
 
 
 class SenderSerializer(serializers.ModelSerializer):
@@ -42,3 +42,14 @@ class MessageSerializer(serializers.ModelSerializer):
         except FileAttachment.DoesNotExist:
             return None
         return FileAttachmentSerializer(attachment, context=self.context).data
+
+
+class ConversationSerializer(serializers.ModelSerializer):
+    """What the conversation endpoints (create, accept, reject) answer."""
+    listener = SenderSerializer(read_only=True)
+    talker = SenderSerializer(read_only=True)
+
+    class Meta:
+        model = Conversation
+        fields = ('id', 'listener', 'talker', 'status', 'initial_message', 'created_at', 'updated_at',
+                  'accepted_at', 'rejected_at', 'last_message_at')
