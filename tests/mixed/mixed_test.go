@@ -1,6 +1,7 @@
 package mixed
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -39,16 +40,83 @@ func TestRESTUploadReachesSidecarClients(t *testing.T) {
 func TestSidecarMessageUpdatesPythonConversationList(t *testing.T) {
 	s := newStack(t, redisURL(t))
 	py, goAddr := s.daphne(), s.sidecar()
-	list, resp, err := s.dial(py, "/ws/conversations/", s.listener)
-	if err != nil {
-		t.Fatalf("ws/conversations/: %v %v", err, resp)
-	}
+	list := s.inbox(py, s.listener)
 	talker := s.join(goAddr, s.talker)
 	talker.send(`{"type": "chat_message", "message": "hi"}`)
 	talker.expect("new_message")
-	f := list.next()
-	if got, want := dump(f), `{"type": "conversation_update", "conversation_id": `+itoa(s.conv)+`}`; got != want {
-		t.Errorf("conversation list frame %s, want %s", got, want)
+	f := list.expect("conversation_list_updated")
+	if get(f, "latest_conversation_id") != s.conv || !strings.Contains(dump(f), `"last_message_preview": "hi"`) {
+		t.Errorf("Python's conversation list frame %s", dump(f))
+	}
+}
+
+// The reverse: a message sent through Daphne's Python consumer updates the
+// sidecar's conversation lists, with the message in them.
+func TestPythonMessageUpdatesSidecarConversationList(t *testing.T) {
+	s := newStack(t, redisURL(t))
+	py, goAddr := s.daphne(), s.sidecar()
+	lists := []*client{s.inbox(goAddr, s.listener), s.inbox(goAddr, s.talker)}
+	talker := s.join(py, s.talker)
+	talker.send(`{"type": "chat_message", "message": "from Python"}`)
+	talker.expect("new_message")
+	for _, list := range lists {
+		f := list.expect("conversation_list_updated")
+		if get(f, "latest_conversation_id") != s.conv || !strings.Contains(dump(f), `"last_message_preview": "from Python"`) {
+			t.Errorf("%s: frame %s", list.name, dump(f))
+		}
+	}
+}
+
+// Creating, accepting and rejecting conversations through the Python REST
+// API reaches the sidecar's notification sockets, byte for byte as
+// section 11 has them.
+func TestRESTNotificationsReachSidecar(t *testing.T) {
+	s := newStack(t, redisURL(t))
+	py, goAddr := s.daphne(), s.sidecar()
+	other := s.db.CreateUser(t, "other@example.com", "Olga Other", "listener")
+	s.tokens[other] = testenv.Mint(secretKey, other)[other]
+	listenerNotes := s.notifications(goAddr, other)
+	talkerNotes := s.notifications(goAddr, s.talker)
+
+	for i, want := range []int{http.StatusCreated, http.StatusOK} {
+		code, body := s.rest(py, "/api/chat/conversations/", s.talker, "application/json",
+			strings.NewReader(`{"listener_id": `+itoa(other)+`, "initial_message": "Can we talk? #`+itoa(int64(i))+`"}`))
+		if code != want {
+			t.Fatalf("create #%d: %d %s, want %d", i, code, body, want)
+		}
+	}
+	var conv int64
+	if err := s.db.DB.QueryRow(`SELECT id FROM chat_conversation WHERE listener_id = $1`, other).Scan(&conv); err != nil {
+		t.Fatal(err)
+	}
+	f := listenerNotes.expect("conversation_request") // only the creation notifies
+	want := `{"type": "conversation_request", "conversation_id": ` + itoa(conv) + `, "talker_id": ` + itoa(s.talker) +
+		`, "talker_email": "talker@example.com", "talker_name": "talker@example.com", "initial_message": "Can we talk? #0", "created_at": `
+	if !strings.HasPrefix(dump(f), want) || !strings.HasSuffix(dump(f), `, "message": "New conversation request from talker@example.com"}`) {
+		t.Errorf("request frame %s", dump(f))
+	}
+	code, body := s.rest(py, "/api/chat/conversations/"+itoa(conv)+"/accept/", other, "application/json", strings.NewReader(`{}`))
+	if code != http.StatusOK {
+		t.Fatalf("accept: %d %s", code, body)
+	}
+	f = talkerNotes.expect("conversation_accepted")
+	if get(f, "conversation_id") != conv || get(f, "listener_name") != "Olga Other" ||
+		get(f, "message") != "Your conversation request was accepted by Olga Other" {
+		t.Errorf("accepted frame %s", dump(f))
+	}
+	code, body = s.rest(py, "/api/chat/conversations/"+itoa(conv)+"/reject/", other, "application/json", strings.NewReader(`{}`))
+	if code != http.StatusBadRequest {
+		t.Errorf("reject an active conversation: %d %s, want 400", code, body)
+	}
+	// The new listener's sidecar socket lists the request on connect.
+	s.db.SetConversationStatus(t, conv, "pending")
+	again, _, err := s.dial(goAddr, "/ws/notifications/", other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again.expect("connection_established")
+	if f := again.expect("pending_conversations_list"); get(f, "count") != int64(1) {
+		t.Errorf("pending list %s", dump(f))
 	}
 }
 

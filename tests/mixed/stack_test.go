@@ -102,6 +102,31 @@ func (s *stack) join(addr string, user int64) *client {
 	return c
 }
 
+// inbox connects user to the conversation list on addr and reads its
+// connect frames.
+func (s *stack) inbox(addr string, user int64) *client {
+	s.t.Helper()
+	c, resp, err := s.dial(addr, "/ws/conversations/", user)
+	if err != nil {
+		s.t.Fatalf("ws/conversations/ on %s as %d: %v (%v)", addr, user, err, resp)
+	}
+	c.expect("connection_established")
+	c.expect("conversation_list")
+	return c
+}
+
+// notifications connects user to the notifications on addr and reads the
+// first connect frame.
+func (s *stack) notifications(addr string, user int64) *client {
+	s.t.Helper()
+	c, resp, err := s.dial(addr, "/ws/notifications/", user)
+	if err != nil {
+		s.t.Fatalf("ws/notifications/ on %s as %d: %v (%v)", addr, user, err, resp)
+	}
+	c.expect("connection_established")
+	return c
+}
+
 func (s *stack) refused(addr string, user int64) {
 	s.t.Helper()
 	_, resp, err := s.dial(addr, "/ws/chat/"+itoa(s.conv)+"/", user)
