@@ -19,6 +19,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/chatsidecar/sidecar/auth"
 	"github.com/chatsidecar/sidecar/djangodb"
 	"github.com/chatsidecar/sidecar/tests/testenv"
 )
@@ -119,7 +120,7 @@ func setupFixtures(t *testing.T, db *testenv.Database, f *File) map[*Scenario]*f
 		}
 		out[sc] = fx
 	}
-	toks := testenv.MintTokens(t, db.DSN, []string{"SECRET_KEY=" + secretKey}, all...)
+	toks := testenv.Mint(secretKey, all...)
 	for _, sc := range f.Scenarios {
 		fx := out[sc]
 		fx.tokens = map[string]testenv.Tokens{}
@@ -440,15 +441,15 @@ func (r *runner) token(st *Step, actor string, kind string) (string, bool) {
 	case "garbage":
 		return "not-a-jwt", true
 	case "noclaim":
-		return signToken(map[string]any{"user_id": nil}, secretKey), true
+		return auth.Mint(secretKey, odd(nil, "access", time.Hour)), true
 	case "nouser":
-		return signToken(map[string]any{"user_id": 987654321}, secretKey), true
+		return auth.Mint(secretKey, odd(int64(987654321), "access", time.Hour)), true
 	case "expired":
-		return signToken(map[string]any{"user_id": uid, "exp": time.Now().Add(-time.Hour).Unix()}, secretKey), true
+		return auth.Mint(secretKey, odd(uid, "access", -time.Hour)), true
 	case "badsig":
-		return signToken(map[string]any{"user_id": uid}, "some-other-key"), true
+		return auth.Mint("some-other-key", odd(uid, "access", time.Hour)), true
 	case "notype":
-		return signToken(map[string]any{"user_id": uid, "token_type": nil}, secretKey), true
+		return auth.Mint(secretKey, odd(uid, "", time.Hour)), true
 	}
 	if other, ok := strings.CutPrefix(kind, "of:"); ok {
 		return r.fx.tokens[other].Access, true
@@ -1008,4 +1009,11 @@ func normalizeRun(entries []*Entry, ids *idents) {
 			e.Norm = e.Raw
 		}
 	}
+}
+
+// odd is a token SimpleJWT would not mint (no user id claim, a user that
+// does not exist, expired, no token type), in SimpleJWT's shape otherwise.
+func odd(userID any, typ string, lifetime time.Duration) auth.Token {
+	now := time.Now()
+	return auth.Token{Type: typ, UserID: userID, IssuedAt: now, ExpiresAt: now.Add(lifetime)}
 }
