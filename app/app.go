@@ -29,8 +29,10 @@ import (
 	"github.com/chatsidecar/sidecar/config"
 	"github.com/chatsidecar/sidecar/consumer"
 	"github.com/chatsidecar/sidecar/djangodb"
+	"github.com/chatsidecar/sidecar/histcache"
 	"github.com/chatsidecar/sidecar/mediastore"
 	"github.com/chatsidecar/sidecar/memlayer"
+	"github.com/chatsidecar/sidecar/pgfeed"
 	"github.com/chatsidecar/sidecar/redislayer"
 )
 
@@ -72,6 +74,8 @@ type App struct {
 	handler  http.Handler
 	registry *prometheus.Registry // every metric of the process
 	admin    *adminServer         // nil without ADMIN_ADDR
+	feed     *pgfeed.Feed         // nil without the change feed
+	cache    *histcache.Cache     // the feed's histories
 
 	draining atomic.Bool
 }
@@ -110,6 +114,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options)
 	if err := a.openLayer(ctx); err != nil {
 		return nil, err
 	}
+	if err := a.openFeed(ctx, media); err != nil {
+		return nil, err
+	}
 	var store consumer.Store = a.db
 	if opts.WrapStore != nil {
 		store = opts.WrapStore(store)
@@ -127,7 +134,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options)
 		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, MaxUserConnections: cfg.MaxUserConns,
 		FileBytesPerSecond: float64(cfg.FileRate), FileBurstBytes: int64(cfg.FileBurst),
 		InboxConcurrency: cfg.InboxConcurrency, DBTimeout: cfg.DBTimeout, LayerTimeout: cfg.RedisTimeout,
-	}, store, verifier, media, layer, log, a.registry)
+	}, store, verifier, media, layer, log, a.registry, a.historyCache())
 
 	mux := http.NewServeMux()
 	mux.Handle("/ws/", a.srv) // ws/chat/<id>/, ws/conversations/, ws/notifications/; the rest is 404
@@ -185,6 +192,13 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		}()
 	}
 	go func() { errc <- a.srv.Run(runCtx) }()
+	if a.feed != nil {
+		// It reconnects by itself and ends with runCtx; Serve returns only
+		// once it has, so no replication connection outlives the server.
+		feedDone := make(chan struct{})
+		go func() { _ = a.feed.Run(runCtx, a.cache); close(feedDone) }()
+		defer func() { stopRun(); <-feedDone }()
+	}
 	go func() {
 		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			errc <- err
@@ -374,4 +388,67 @@ func (a *App) listenAdmin() (*adminServer, error) {
 			ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)},
 		ln: ln,
 	}, nil
+}
+
+// historyCache is the consumer's view of the cache: nil without the feed
+// (a nil *histcache.Cache in the interface would not be nil).
+func (a *App) historyCache() consumer.HistoryCache {
+	if a.cache == nil {
+		return nil
+	}
+	return a.cache
+}
+
+// openFeed starts following Django's chat tables through PostgreSQL's
+// logical replication when FEED allows and the database is set up for it
+// (pgfeed.Check). With FEED=auto a database that is not set up is said
+// once in the log and histories are read from the database; with FEED=on
+// it stops start-up.
+func (a *App) openFeed(ctx context.Context, media consumer.Media) error {
+	cfg := a.cfg
+	if _, sqlite := cfg.SQLitePath(); sqlite || cfg.Feed == "off" {
+		return nil
+	}
+	schema := djangodb.Schema{
+		UserTable: cfg.UserTable, ConversationTable: cfg.ConversationTable, MessageTable: cfg.MessageTable,
+		AttachmentTable: cfg.AttachmentTable, BlockTable: cfg.BlockTable, Columns: cfg.DBColumns,
+	}
+	tables := []string{schema.Table("message"), schema.Table("attachment"), schema.Table("user")}
+	checkCtx, cancel := context.WithTimeout(ctx, schemaCheckTimeout)
+	err := pgfeed.Check(checkCtx, a.sqldb, cfg.FeedPublication, tables)
+	cancel()
+	if err != nil {
+		if cfg.Feed == "on" {
+			return fmt.Errorf("FEED: %w", err)
+		}
+		a.log.Info("feed off: histories are read from the database", "reason", err)
+		return nil
+	}
+	feed, err := pgfeed.New(pgfeed.Config{DSN: cfg.DatabaseURL, Publication: cfg.FeedPublication, Log: a.log.With("feed", cfg.FeedPublication)})
+	if err != nil {
+		return fmt.Errorf("FEED: %w", err)
+	}
+	a.feed = feed
+	a.cache = histcache.New(histcache.Config{
+		MaxBytes: int64(cfg.HistoryCacheBytes), MaxLag: cfg.FeedMaxLag, Encode: consumer.EncodeMessage(media),
+	}, histcache.Names{Table: schema.Table, Column: schema.Column}, a.sqldb, feed, a.db)
+	a.registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sidecar_feed_up", Help: "1 while the change feed streams."},
+			func() float64 {
+				if feed.Up() {
+					return 1
+				}
+				return 0
+			}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sidecar_history_cache_hits_total", Help: "Histories served from the feed's cache."},
+			func() float64 { return float64(a.cache.Stats().Hits) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sidecar_history_cache_loads_total", Help: "Conversations loaded into the feed's cache."},
+			func() float64 { return float64(a.cache.Stats().Loads) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sidecar_history_cache_not_exact_total", Help: "Histories the cache could not serve exactly (feed down or behind): read from the database."},
+			func() float64 { return float64(a.cache.Stats().NotExact) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sidecar_history_cache_evictions_total", Help: "Conversations dropped from the cache past HISTORY_CACHE_BYTES."},
+			func() float64 { return float64(a.cache.Stats().Evictions) }),
+	)
+	a.log.Info("feed on", "publication", cfg.FeedPublication)
+	return nil
 }

@@ -48,6 +48,11 @@ type Config struct {
 	BlockTable        string            `envconfig:"BLOCK_TABLE" default:"listener_listenerblockedtalker" desc:"table of listener.ListenerBlockedTalker"`
 	DBColumns         map[string]string `envconfig:"DB_COLUMNS" desc:"renamed columns, model.column:name pairs (e.g. message.sender_id:author_id)"`
 
+	Feed              string        `envconfig:"FEED" default:"auto" desc:"the PostgreSQL change feed for histories: auto (use it when the database allows, else say why once and go without), on (refuse to start without it) or off"`
+	FeedPublication   string        `envconfig:"FEED_PUBLICATION" default:"sidecar_feed" desc:"the publication the change feed follows (see docs/deployment.md for the one-time SQL)"`
+	FeedMaxLag        time.Duration `envconfig:"FEED_MAX_LAG" default:"1s" desc:"how long a history waits for the feed to catch up before it is read from the database instead"`
+	HistoryCacheBytes Bytes         `envconfig:"HISTORY_CACHE_BYTES" default:"32MiB" desc:"memory for the histories the change feed keeps; least recently used conversations are dropped past it"`
+
 	ChannelLayer     string   `envconfig:"CHANNEL_LAYER" default:"memory" desc:"memory (groups inside this process) or redis (channels_redis, shared with Django and other sidecars)"`
 	RedisURL         []string `envconfig:"REDIS_URL" default:"redis://localhost:6379" desc:"Redis hosts of CHANNEL_LAYERS, comma-separated, in the same order as Django's (sharding)"`
 	LayerPrefix      string   `envconfig:"CHANNEL_LAYER_PREFIX" default:"asgi" desc:"channels_redis prefix"`
@@ -251,6 +256,17 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%s: must be positive", p.name)
 		}
 	}
+	switch c.Feed {
+	case "auto", "on", "off":
+	default:
+		return fmt.Errorf("FEED: want auto, on or off, got %q", c.Feed)
+	}
+	if _, sqlite := c.SQLitePath(); sqlite && c.Feed == "on" {
+		return errors.New("FEED: on needs PostgreSQL (the change feed is PostgreSQL's logical replication)")
+	}
+	if c.FeedMaxLag <= 0 || c.HistoryCacheBytes <= 0 {
+		return errors.New("FEED_MAX_LAG and HISTORY_CACHE_BYTES: must be positive")
+	}
 	switch c.ChannelLayer {
 	case "memory", "redis":
 	default:
@@ -359,6 +375,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("jwt_signing_key", mask(c.JWTSigningKey)), slog.Any("allowed_hosts", c.AllowedHosts),
 		slog.String("media_root", c.MediaRoot), slog.String("media_url", c.MediaURL),
 		slog.String("public_base_url", c.PublicBaseURL), slog.String("channel_layer", c.ChannelLayer),
+		slog.String("feed", c.Feed), slog.String("feed_publication", c.FeedPublication),
 		slog.Any("redis", redactAll(c.RedisURL)), slog.String("layer_prefix", c.LayerPrefix),
 		slog.Int64("max_frame_bytes", c.MaxFrameBytes), slog.Int64("max_file_bytes", c.MaxFileBytes),
 		slog.Int64("send_queue_bytes", c.SendQueueBytes), slog.Any("memory_limit", c.MemoryLimit),

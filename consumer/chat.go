@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"sync"
 
 	"github.com/chatsidecar/sidecar/chat"
 	"github.com/chatsidecar/sidecar/pyjson"
@@ -149,11 +150,18 @@ func (s *Server) newMessages(run []delivery) {
 		f.release()
 		s.metrics.eventHandled("chat", d.received)
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.DBTimeout)
-	conv, blocked, err := s.store.Conversation(ctx, convID)
-	cancel()
-	if err != nil || blocked {
-		return // gone or blocked: no update, as in Python
+	// Python re-read the conversation to check it still exists, is not
+	// blocked and has the member as a participant. A message this process
+	// saved was checked so by its save, in the statement that wrote it.
+	conv := run[0].conns[0].conv
+	if !s.saves.all(run) {
+		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.DBTimeout)
+		c, blocked, err := s.store.Conversation(ctx, convID)
+		cancel()
+		if err != nil || blocked {
+			return // gone or blocked: no update, as in Python
+		}
+		conv = c
 	}
 	for _, d := range run {
 		if !anyParticipant(d.conns, conv) {
@@ -207,4 +215,46 @@ func sameID(v pyjson.Value, id int64) bool {
 		return (x && id == 1) || (!x && id == 0)
 	}
 	return false
+}
+
+// recentSaves remembers the messages this process saved lately, so the
+// events they cause need not read the conversation again.
+type recentSaves struct {
+	mu   sync.Mutex
+	ids  map[int64]struct{}
+	ring [recentSavesMax]int64
+	next int
+}
+
+// recentSavesMax bounds what is remembered: enough for every event in
+// flight.
+const recentSavesMax = 4096
+
+func (r *recentSaves) add(id int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ids == nil {
+		r.ids = make(map[int64]struct{}, recentSavesMax)
+	}
+	delete(r.ids, r.ring[r.next])
+	r.ring[r.next] = id
+	r.next = (r.next + 1) % recentSavesMax
+	r.ids[id] = struct{}{}
+}
+
+// all reports whether every event of run is about a message saved here.
+func (r *recentSaves) all(run []delivery) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, d := range run {
+		msg, _ := get(d.event, "message").(pyjson.Object)
+		id, ok := get(msg, "id").(int64)
+		if !ok {
+			return false
+		}
+		if _, saved := r.ids[id]; !saved {
+			return false
+		}
+	}
+	return true
 }

@@ -29,6 +29,14 @@ type Store interface {
 	PendingConversations(ctx context.Context, listenerID int64) ([]chat.PendingItem, error)
 }
 
+// HistoryCache serves histories from memory (histcache.Cache): the JSON
+// list of a conversation's messages, newest first, exact as of a moment
+// after the call, and its length. Any error sends the caller to the
+// database (the feed is down or behind, or the cache could not load).
+type HistoryCache interface {
+	Get(ctx context.Context, conversationID int64) (list []byte, count int, err error)
+}
+
 // Verifier checks a SimpleJWT access token and returns its user id (auth.Verifier).
 type Verifier interface {
 	Verify(token string) (int64, error)

@@ -288,6 +288,7 @@ func (c *conn) broadcast(ctx context.Context, msg chat.Message) {
 		{Key: "type", Value: "chat_message"},
 		{Key: "message", Value: messageObject(msg, c.srv.media)},
 	}
+	c.srv.saves.add(msg.ID)
 	lctx, cancel := context.WithTimeout(ctx, c.srv.cfg.LayerTimeout)
 	defer cancel()
 	if err := c.srv.layer.GroupSend(lctx, c.group, event); err != nil {

@@ -89,6 +89,12 @@ func newMessageFrameParts(count int, latest pyjson.Value) (head, tail []byte) {
 	return []byte(`{"type": "new_message", "messages": `), append(tail, '}')
 }
 
+// EncodeMessage returns the encoder of the message object of section 6,
+// for a history cache to keep messages as frames carry them.
+func EncodeMessage(media Media) func(chat.Message) ([]byte, error) {
+	return func(m chat.Message) ([]byte, error) { return pyjson.Marshal(messageObject(m, media)) }
+}
+
 // messageObject is the message of PROTOCOL.md section 6, keys in order.
 func messageObject(m chat.Message, media Media) pyjson.Object {
 	var att pyjson.Value

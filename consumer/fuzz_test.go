@@ -28,7 +28,7 @@ func FuzzHandle(f *testing.F) {
 		conv := chat.Conversation{ID: 1, ListenerID: 1, TalkerID: 2, Status: chat.StatusActive}
 		store.addConversation(conv)
 		store.setBlocked(1, 2, blocked)
-		s := New(testConfig(), store, tokenVerifier{}, &memFiles{}, memlayer.New(0), log, nil)
+		s := New(testConfig(), store, tokenVerifier{}, &memFiles{}, memlayer.New(0), log, nil, nil)
 		c := newConn(s, s.routes[0])
 		c.user, c.conv, c.group, c.channel, c.ready = talker, conv, "chat_1", "c", true
 		c.handleChat(websocket.TextMessage, data)

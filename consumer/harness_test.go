@@ -68,7 +68,7 @@ func newRig(t *testing.T, mods ...func(*Config)) *rig {
 	log := slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	r.swap = &swapStore{}
 	r.swap.set(r.store)
-	r.srv = New(cfg, r.swap, tokenVerifier{}, r.files, r.layer, log, nil)
+	r.srv = New(cfg, r.swap, tokenVerifier{}, r.files, r.layer, log, nil, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	go r.srv.Run(ctx)
 	hs := &http.Server{Handler: r.srv}

@@ -132,12 +132,25 @@ func (h *histories) run(cl *convLoads, l *historyLoad) {
 	}
 }
 
-// load reads and encodes a history, acquiring the budget one chunk at a
-// time.
+// load returns a history from the cache when it can be exact, else reads
+// and encodes it, acquiring the budget one chunk at a time.
 func (h *histories) load(ctx context.Context, conv int64) (history, error) {
 	s := h.s
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.DBTimeout)
 	defer cancel()
+	if s.cache != nil {
+		list, n, err := s.cache.Get(ctx, conv)
+		if err == nil {
+			// The cache owns the bytes (bounded on its own); frames only
+			// point at them.
+			s.metrics.historyLoads.WithLabelValues("cache").Inc()
+			return history{list: acquired(s.mem, [][]byte{list}, int64(len(list)), 0), count: n}, nil
+		}
+		if ctx.Err() != nil {
+			return history{}, ctx.Err()
+		}
+		s.metrics.historyLoads.WithLabelValues("cache_miss").Inc()
+	}
 	var (
 		chunks  [][]byte
 		cur     []byte

@@ -84,7 +84,7 @@ func newMetrics(reg prometheus.Registerer, mem *budget) *metrics {
 			Name: "sidecar_history_bytes_total", Help: "Bytes of message histories encoded (each shared by every frame that sends it).",
 		}),
 		historyLoads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sidecar_history_loads_total", Help: "Histories loaded, by outcome (ok, shared: a waiter served by another's load, error, busy).",
+			Name: "sidecar_history_loads_total", Help: "Histories loaded, by outcome (ok: queried, cache: from the change feed's cache, cache_miss: the cache could not be exact, shared: a waiter served by another's load, error, busy).",
 		}, []string{"outcome"}),
 		inbox: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sidecar_inbox_updates_total", Help: "Conversation-list work: computations, and updates merged into a computation already due.",

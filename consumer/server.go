@@ -31,6 +31,8 @@ type Server struct {
 	mem       *budget
 	metrics   *metrics
 	histories *histories
+	cache     HistoryCache // nil: every history is queried
+	saves     recentSaves  // messages this process saved lately
 	routes    []*route
 
 	// ctx is the context of work done for connections (saves, history
@@ -68,13 +70,14 @@ type groupSend struct {
 }
 
 // New returns a server; call Run to receive group events and ping
-// connections. Its metrics are registered on reg (nil: unregistered).
-func New(cfg Config, store Store, verifier Verifier, media Media, layer Layer, log *slog.Logger, reg prometheus.Registerer) *Server {
+// connections. Its metrics are registered on reg (nil: unregistered);
+// cache, when not nil, serves histories from memory.
+func New(cfg Config, store Store, verifier Verifier, media Media, layer Layer, log *slog.Logger, reg prometheus.Registerer, cache HistoryCache) *Server {
 	ctx, cancel := context.WithCancel(context.Background())
 	mem := newBudget(cfg.MemoryBudget)
 	s := &Server{
 		cfg: cfg, store: store, verifier: verifier, media: media, layer: layer, log: log,
-		mem: mem, metrics: newMetrics(reg, mem),
+		mem: mem, metrics: newMetrics(reg, mem), cache: cache,
 		ctx: ctx, cancel: cancel,
 		conns:      map[string]*conn{},
 		users:      map[int64]*userLimits{},

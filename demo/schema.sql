@@ -50,5 +50,6 @@ INSERT INTO "django_migrations" ("app", "name", "applied") VALUES ('auth', '0011
 INSERT INTO "django_migrations" ("app", "name", "applied") VALUES ('auth', '0012_alter_user_first_name_max_length', '2000-01-01 00:00:00');
 INSERT INTO "django_migrations" ("app", "name", "applied") VALUES ('users', '0001_initial', '2000-01-01 00:00:00');
 INSERT INTO "django_migrations" ("app", "name", "applied") VALUES ('chat', '0001_initial', '2000-01-01 00:00:00');
+INSERT INTO "django_migrations" ("app", "name", "applied") VALUES ('chat', '0002_sidecar_feed_publication', '2000-01-01 00:00:00');
 INSERT INTO "django_migrations" ("app", "name", "applied") VALUES ('listener', '0001_initial', '2000-01-01 00:00:00');
 INSERT INTO "django_migrations" ("app", "name", "applied") VALUES ('sessions', '0001_initial', '2000-01-01 00:00:00');

@@ -78,6 +78,13 @@ var models = []model{
 	}},
 }
 
+// Table is the table name of model (user, conversation, message,
+// attachment, block).
+func (s Schema) Table(model string) string { return s.table(model) }
+
+// Column is the column name of model's column col (its Django name).
+func (s Schema) Column(model, col string) string { return s.column(model, col) }
+
 func (s Schema) table(model string) string {
 	var name, def string
 	switch model {

@@ -114,7 +114,13 @@ func New(cfg Config) (*Feed, error) {
 		return nil, fmt.Errorf("pgfeed: parse DSN: %w", err)
 	}
 	connCfg.RuntimeParams["replication"] = "database"
-	delete(connCfg.RuntimeParams, "binary_parameters") // lib/pq's own, unknown to the server
+	// Timestamps in the stream in UTC, as Django reads and writes them.
+	connCfg.RuntimeParams["TimeZone"] = "UTC"
+	// The walsender's stream is one long command: the sidecar's own
+	// statement and lock timeouts must not end it.
+	for _, k := range []string{"binary_parameters", "statement_timeout", "lock_timeout"} {
+		delete(connCfg.RuntimeParams, k) // binary_parameters: lib/pq's own, unknown to the server
+	}
 	if connCfg.RuntimeParams["application_name"] == "" {
 		connCfg.RuntimeParams["application_name"] = "pgfeed"
 	}

@@ -62,11 +62,12 @@ func newWorld(t *testing.T, be testenv.Backend, status string, opts ...option) *
 }
 
 // eachBackend runs f as a parallel subtest on each database engine the
-// sidecar serves (PostgreSQL, SQLite); each world has its own database.
+// sidecar serves (PostgreSQL, SQLite), and on PostgreSQL with the change
+// feed on; each world has its own database.
 func eachBackend(t *testing.T, f func(t *testing.T, be testenv.Backend)) {
 	t.Helper()
 	t.Parallel()
-	for _, be := range testenv.Backends {
+	for _, be := range append(testenv.Backends, testenv.FeedBackend) {
 		t.Run(be.Name, func(t *testing.T) {
 			t.Parallel()
 			f(t, be)

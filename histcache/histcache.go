@@ -1,0 +1,722 @@
+// Package histcache keeps the message histories of active conversations in
+// memory, exact, by following Django's chat tables through the PostgreSQL
+// change feed (package pgfeed), so a new_message needs no history query.
+//
+// Exactness: a history is served only after the feed has passed a WAL
+// position read after the caller asked (after the write that triggered it:
+// the caller asks once it has seen the write's event). The feed applies
+// every committed insert, update and delete of the messages, their
+// attachments and their senders in commit order, whoever made them (the
+// REST API, the admin, other sidecars). A conversation is loaded from the
+// database on first use: the changes applied while its query runs are kept
+// and replayed onto the rows it read, which is exact because each change
+// sets a whole row (or removes one) and replaying a change the query
+// already saw changes nothing. When the feed is down or behind its bound,
+// Get says so and the caller queries the database; the cache is dropped
+// and refills once the feed is back.
+package histcache
+
+import (
+	"container/list"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/chatsidecar/sidecar/chat"
+	"github.com/chatsidecar/sidecar/djangodb"
+	"github.com/chatsidecar/sidecar/pgfeed"
+)
+
+// Names are Django's table and column names, as the schema map has them.
+type Names struct {
+	Table  func(model string) string
+	Column func(model, col string) string
+}
+
+// Loader reads a conversation's history from the database (djangodb.DB).
+type Loader interface {
+	History(ctx context.Context, conversationID int64, each func(chat.Message) error) error
+}
+
+// Feed is where the changes come from (pgfeed.Feed).
+type Feed interface {
+	Up() bool
+	WaitFor(ctx context.Context, lsn pgfeed.LSN) error
+}
+
+// Config bounds the cache.
+type Config struct {
+	// MaxBytes bounds the memory of the cached histories; the least
+	// recently used conversations are dropped past it.
+	MaxBytes int64
+	// MaxLag is how long Get waits for the feed to reach the caller's
+	// position before it sends the caller to the database.
+	MaxLag time.Duration
+	// Encode is a message's JSON as frames carry it.
+	Encode func(chat.Message) ([]byte, error)
+}
+
+// ErrNotExact is Get's answer when it cannot serve an exact history: the
+// feed is down or behind, or the conversation's load raced a reset. Query
+// the database instead.
+var ErrNotExact = errors.New("histcache: feed down or behind")
+
+// Cache is the histories in memory. It is a pgfeed.Handler.
+type Cache struct {
+	cfg    Config
+	names  Names
+	db     *sql.DB // for the feed position
+	feed   Feed
+	loader Loader
+
+	mu      sync.Mutex
+	gen     uint64 // counts resets: a load started in another generation is void
+	convs   map[int64]*conv
+	msgConv map[int64]int64 // message id → its cached conversation
+	attMsg  map[int64]int64 // attachment id → its message
+	users   map[int64]*user // senders of cached messages
+	lru     *list.List      // of *conv, most recently used first
+	bytes   int64
+	seq     uint64      // counts changes applied
+	ring    []ringEntry // the changes applied while loads run, for them to replay
+	loads   int         // loads in progress
+	behind  int         // Gets in a row that found the feed behind
+	stats   Stats
+}
+
+// Stats count what the cache did, for metrics.
+type Stats struct {
+	Hits, Loads, NotExact, Evictions, Resets uint64
+}
+
+type ringEntry struct {
+	seq uint64
+	ch  *pgfeed.Change
+}
+
+// ringSize bounds the changes kept for loads in progress; a load during
+// which more changes arrive gives up (ErrNotExact, the caller queries).
+const ringSize = 4096
+
+type conv struct {
+	id      int64
+	loading chan struct{} // closed when the load ends; nil once ready
+	mark    uint64        // seq when the load began
+	msgs    []*msg        // oldest first: (created_at, id) ascending
+	list    []byte        // the encoded list, newest first; nil: rebuild
+	listLen int64         // bytes counted for the last list built
+	bytes   int64
+	lruElem *list.Element
+	loadErr error
+}
+
+type msg struct {
+	m    chat.Message // Sender holds only the id; names come from users
+	json []byte       // nil: encode again
+}
+
+type user struct {
+	chat.User
+	refs int // cached messages it sent
+}
+
+// New returns an empty cache; run the feed with it as the handler.
+func New(cfg Config, names Names, db *sql.DB, feed Feed, loader Loader) *Cache {
+	c := &Cache{cfg: cfg, names: names, db: db, feed: feed, loader: loader, ring: make([]ringEntry, ringSize)}
+	c.clear()
+	return c
+}
+
+func (c *Cache) clear() {
+	c.convs = map[int64]*conv{}
+	c.msgConv = map[int64]int64{}
+	c.attMsg = map[int64]int64{}
+	c.users = map[int64]*user{}
+	c.lru = list.New()
+	c.bytes = 0
+	c.gen++
+}
+
+// Stats returns the counts so far.
+func (c *Cache) Stats() Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stats
+}
+
+// Get returns the history of conversation id, newest first, as the JSON
+// list frames carry, and its length, exact as of a moment after the call;
+// or ErrNotExact when the caller must query the database.
+func (c *Cache) Get(ctx context.Context, id int64) ([]byte, int, error) {
+	if !c.feed.Up() {
+		c.dropAll()
+		return nil, 0, ErrNotExact
+	}
+	lsn, err := pgfeed.CurrentLSN(ctx, c.db)
+	if err != nil {
+		return nil, 0, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, c.cfg.MaxLag)
+	err = c.feed.WaitFor(wctx, lsn)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, 0, ctx.Err()
+		}
+		c.notExact()
+		return nil, 0, ErrNotExact
+	}
+	c.mu.Lock()
+	c.behind = 0
+	for {
+		cv := c.convs[id]
+		if cv == nil {
+			break
+		}
+		if cv.loading == nil {
+			c.lru.MoveToFront(cv.lruElem)
+			list, n, err := c.encodedLocked(cv)
+			c.stats.Hits++
+			c.mu.Unlock()
+			return list, n, err
+		}
+		done := cv.loading
+		c.mu.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
+		}
+		c.mu.Lock()
+		if cv.loadErr != nil && c.convs[id] == nil {
+			c.mu.Unlock()
+			return nil, 0, ErrNotExact
+		}
+	}
+	cv := &conv{id: id, loading: make(chan struct{}), mark: c.seq}
+	c.convs[id] = cv
+	gen := c.gen
+	c.stats.Loads++
+	c.loads++
+	c.mu.Unlock()
+	return c.load(ctx, cv, gen)
+}
+
+// notExact counts a Get that found the feed behind; a feed that stays
+// behind has its cache dropped, to be refilled once it catches up.
+func (c *Cache) notExact() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stats.NotExact++
+	if c.behind++; c.behind >= 10 {
+		c.clearLocked()
+	}
+}
+
+func (c *Cache) dropAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.convs) > 0 {
+		c.clearLocked()
+	}
+}
+
+// clearLocked drops everything and voids the loads in progress.
+func (c *Cache) clearLocked() {
+	for _, cv := range c.convs {
+		if cv.loading != nil {
+			cv.loadErr = ErrNotExact
+			close(cv.loading)
+			cv.loading = nil
+		}
+	}
+	c.clear()
+	c.behind = 0
+}
+
+// load reads the conversation from the database, then replays onto it the
+// changes applied since its load began.
+func (c *Cache) load(ctx context.Context, cv *conv, gen uint64) ([]byte, int, error) {
+	var rows []chat.Message
+	err := c.loader.History(ctx, cv.id, func(m chat.Message) error { rows = append(rows, m); return nil })
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.loads--
+	if c.loads == 0 {
+		clear(c.ring) // let the changes go
+	}
+	fail := func(err error) ([]byte, int, error) {
+		if c.gen == gen && c.convs[cv.id] == cv {
+			delete(c.convs, cv.id)
+			cv.loadErr = err
+			close(cv.loading)
+			cv.loading = nil
+		}
+		return nil, 0, err
+	}
+	switch {
+	case err != nil:
+		return fail(err)
+	case c.gen != gen:
+		return nil, 0, ErrNotExact // reset meanwhile: cv is gone already
+	case c.seq-cv.mark >= ringSize:
+		return fail(ErrNotExact) // too many changes meanwhile to replay
+	}
+	for i := len(rows) - 1; i >= 0; i-- { // rows are newest first
+		m := rows[i]
+		c.userSeenLocked(m.Sender)
+		c.putLocked(cv, m)
+	}
+	for s := cv.mark + 1; s <= c.seq; s++ {
+		e := c.ring[s%ringSize]
+		if e.seq != s {
+			return fail(ErrNotExact) // not kept: cannot replay
+		}
+		if !c.replayLocked(cv, e.ch) {
+			return fail(ErrNotExact)
+		}
+	}
+	close(cv.loading)
+	cv.loading = nil
+	cv.lruElem = c.lru.PushFront(cv)
+	list, n, err := c.encodedLocked(cv)
+	c.evictLocked()
+	return list, n, err
+}
+
+// Reset drops everything: a new stream begins (pgfeed.Handler).
+func (c *Cache) Reset() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stats.Resets++
+	c.clearLocked()
+}
+
+// Apply applies one committed transaction (pgfeed.Handler).
+func (c *Cache) Apply(tx *pgfeed.Tx) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if tx.Overflow {
+		for _, r := range tx.Relations {
+			if c.ours(r.Table) {
+				c.clearLocked() // its changes were not kept
+				return
+			}
+		}
+		return
+	}
+	for i := range tx.Changes {
+		ch := &tx.Changes[i]
+		if !c.ours(ch.Rel.Table) {
+			continue
+		}
+		if ch.Op == pgfeed.Truncate {
+			c.clearLocked()
+			continue
+		}
+		c.seq++
+		if c.loads > 0 {
+			c.ring[c.seq%ringSize] = ringEntry{seq: c.seq, ch: ch}
+		}
+		c.applyLocked(ch)
+	}
+	c.evictLocked()
+}
+
+func (c *Cache) ours(table string) bool {
+	return table == c.names.Table("message") || table == c.names.Table("attachment") || table == c.names.Table("user")
+}
+
+// applyLocked applies a change to the cached conversations it concerns.
+func (c *Cache) applyLocked(ch *pgfeed.Change) {
+	switch ch.Rel.Table {
+	case c.names.Table("message"):
+		c.messageChange(ch, nil)
+	case c.names.Table("attachment"):
+		c.attachmentChange(ch, nil)
+	case c.names.Table("user"):
+		c.userChange(ch)
+	}
+}
+
+// replayLocked applies a change made while cv loaded, to cv only; false
+// means cv cannot be made exact from what the cache has.
+func (c *Cache) replayLocked(cv *conv, ch *pgfeed.Change) bool {
+	switch ch.Rel.Table {
+	case c.names.Table("message"):
+		return c.messageChange(ch, cv)
+	case c.names.Table("attachment"):
+		return c.attachmentChange(ch, cv)
+	case c.names.Table("user"):
+		c.userChange(ch)
+	}
+	return true
+}
+
+// messageChange applies a change of the message table to the cached
+// conversation it belongs to (or to only when set). A conversation it
+// cannot keep exact is dropped, to be loaded again (false when that is the
+// conversation being loaded).
+func (c *Cache) messageChange(ch *pgfeed.Change, only *conv) bool {
+	col := func(name string) string { return c.names.Column("message", name) }
+	if ch.Op == pgfeed.Delete {
+		id, ok := intValue(ch.Old, col("id"))
+		if !ok {
+			return c.invalidate(only, c.msgConv[id])
+		}
+		if cv := c.convs[c.msgConv[id]]; cv != nil && (only == nil || cv == only) {
+			c.removeLocked(cv, id)
+		}
+		return true
+	}
+	id, ok := intValue(ch.New, col("id"))
+	convID, ok2 := intValue(ch.New, col("conversation_id"))
+	if !ok || !ok2 {
+		return c.invalidate(only, c.msgConv[id])
+	}
+	if old, had := c.msgConv[id]; had && old != convID {
+		if !c.invalidate(only, old) { // moved to another conversation
+			return false
+		}
+	}
+	cv := c.convs[convID]
+	if cv == nil || (only != nil && cv != only) || (cv.loading != nil && only == nil) {
+		return true // not cached, or loading: the load replays it
+	}
+	var prev *msg
+	if i := cv.index(id, c); i >= 0 {
+		prev = cv.msgs[i]
+	}
+	m, ok := c.messageRow(ch.New, prev)
+	if !ok {
+		return c.invalidate(only, convID)
+	}
+	if _, known := c.users[m.Sender.ID]; !known {
+		return c.invalidate(only, convID) // a sender whose name the cache does not have
+	}
+	if prev != nil {
+		m.Attachment = prev.m.Attachment
+	}
+	c.putLocked(cv, m)
+	return true
+}
+
+// messageRow reads a message row; an unchanged (TOASTed) value keeps
+// prev's.
+func (c *Cache) messageRow(row map[string]pgfeed.Value, prev *msg) (chat.Message, bool) {
+	col := func(name string) string { return c.names.Column("message", name) }
+	var m chat.Message
+	var ok [6]bool
+	m.ID, ok[0] = intValue(row, col("id"))
+	m.ConversationID, ok[1] = intValue(row, col("conversation_id"))
+	m.Sender.ID, ok[2] = intValue(row, col("sender_id"))
+	m.MessageType, ok[3] = textValue(row, col("message_type"))
+	m.IsRead, ok[4] = boolValue(row, col("is_read"))
+	m.CreatedAt, ok[5] = timeValue(row, col("created_at"))
+	for _, o := range ok {
+		if !o {
+			return m, false
+		}
+	}
+	content, has := row[col("content")]
+	switch {
+	case has && content.Kind == pgfeed.Text:
+		m.Content = content.Text
+	case has && content.Kind == pgfeed.Unchanged && prev != nil:
+		m.Content = prev.m.Content
+	default:
+		return m, false
+	}
+	return m, true
+}
+
+// attachmentChange applies a change of the attachment table, as
+// messageChange does.
+func (c *Cache) attachmentChange(ch *pgfeed.Change, only *conv) bool {
+	col := func(name string) string { return c.names.Column("attachment", name) }
+	if ch.Op == pgfeed.Delete {
+		id, ok := intValue(ch.Old, col("id"))
+		if !ok {
+			return c.invalidate(only, c.msgConv[c.attMsg[id]])
+		}
+		msgID := c.attMsg[id]
+		if cv := c.convs[c.msgConv[msgID]]; cv != nil && (only == nil || cv == only) {
+			if i := cv.index(msgID, c); i >= 0 {
+				m := cv.msgs[i].m
+				m.Attachment = nil
+				delete(c.attMsg, id)
+				c.putLocked(cv, m)
+			}
+		}
+		return true
+	}
+	var a chat.Attachment
+	var msgID int64
+	var ok [6]bool
+	a.ID, ok[0] = intValue(ch.New, col("id"))
+	msgID, ok[1] = intValue(ch.New, col("message_id"))
+	a.File, ok[2] = textValue(ch.New, col("file"))
+	a.Filename, ok[3] = textValue(ch.New, col("filename"))
+	a.FileSize, ok[4] = intValue(ch.New, col("file_size"))
+	a.FileType, ok[5] = textValue(ch.New, col("file_type"))
+	if old, had := c.attMsg[a.ID]; had && old != msgID {
+		if !c.invalidate(only, c.msgConv[old]) {
+			return false
+		}
+	}
+	cv := c.convs[c.msgConv[msgID]]
+	if cv == nil || (only != nil && cv != only) || (cv.loading != nil && only == nil) {
+		return true
+	}
+	for _, o := range ok {
+		if !o {
+			return c.invalidate(only, cv.id)
+		}
+	}
+	if i := cv.index(msgID, c); i >= 0 {
+		m := cv.msgs[i].m
+		m.Attachment = &a
+		c.putLocked(cv, m)
+	}
+	return true
+}
+
+// userChange applies a change of the user table to the cached senders;
+// the messages they sent are encoded again.
+func (c *Cache) userChange(ch *pgfeed.Change) {
+	col := func(name string) string { return c.names.Column("user", name) }
+	row := ch.New
+	if ch.Op == pgfeed.Delete {
+		row = ch.Old
+	}
+	id, ok := intValue(row, col("id"))
+	u := c.users[id]
+	if !ok || u == nil {
+		return
+	}
+	if ch.Op == pgfeed.Delete {
+		return // its messages go with it (CASCADE), one delete each
+	}
+	var ok3 [3]bool
+	u.Email, ok3[0] = textValue(row, col("email"))
+	u.FullName, ok3[1] = textValue(row, col("full_name"))
+	u.UserType, ok3[2] = textValue(row, col("user_type"))
+	for _, cv := range c.convs {
+		if cv.loading != nil {
+			continue
+		}
+		if !ok3[0] || !ok3[1] || !ok3[2] {
+			c.invalidate(nil, cv.id)
+			continue
+		}
+		for _, m := range cv.msgs {
+			if m.m.Sender.ID == id {
+				m.json = nil
+				cv.list = nil
+			}
+		}
+	}
+}
+
+// invalidate drops a cached conversation: the next Get loads it again.
+// It reports false when that is the conversation being loaded (loading),
+// whose load must then give up.
+func (c *Cache) invalidate(loading *conv, id int64) bool {
+	cv := c.convs[id]
+	if cv == nil {
+		return true
+	}
+	if cv == loading {
+		return false
+	}
+	if cv.loading == nil {
+		c.dropLocked(cv)
+	}
+	return true
+}
+
+func (c *Cache) dropLocked(cv *conv) {
+	for _, m := range cv.msgs {
+		c.forgetMsgLocked(m)
+	}
+	c.bytes -= cv.bytes
+	if cv.lruElem != nil {
+		c.lru.Remove(cv.lruElem)
+	}
+	delete(c.convs, cv.id)
+}
+
+func (c *Cache) forgetMsgLocked(m *msg) {
+	delete(c.msgConv, m.m.ID)
+	if m.m.Attachment != nil {
+		delete(c.attMsg, m.m.Attachment.ID)
+	}
+	if u := c.users[m.m.Sender.ID]; u != nil {
+		if u.refs--; u.refs <= 0 {
+			delete(c.users, m.m.Sender.ID)
+		}
+	}
+}
+
+// userSeenLocked records a sender's names from a loaded row.
+func (c *Cache) userSeenLocked(u chat.User) {
+	if _, ok := c.users[u.ID]; !ok {
+		c.users[u.ID] = &user{User: chat.User{ID: u.ID, Email: u.Email, FullName: u.FullName, UserType: u.UserType}}
+	}
+}
+
+// index finds a message in cv by id (-1: none).
+func (cv *conv) index(id int64, c *Cache) int {
+	if c.msgConv[id] != cv.id {
+		return -1
+	}
+	for i := len(cv.msgs) - 1; i >= 0; i-- { // recent ones change most
+		if cv.msgs[i].m.ID == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// putLocked inserts or replaces a message of cv, in order.
+func (c *Cache) putLocked(cv *conv, m chat.Message) {
+	m.Sender = chat.User{ID: m.Sender.ID}
+	if u := c.users[m.Sender.ID]; u != nil {
+		u.refs++ // before the old version lets go of the same sender
+	}
+	if i := cv.index(m.ID, c); i >= 0 {
+		old := cv.msgs[i]
+		c.forgetMsgLocked(old)
+		cv.bytes -= msgCost(old)
+		c.bytes -= msgCost(old)
+		cv.msgs = append(cv.msgs[:i], cv.msgs[i+1:]...)
+	}
+	nm := &msg{m: m}
+	i := sort.Search(len(cv.msgs), func(i int) bool { return before(m, cv.msgs[i].m) })
+	cv.msgs = append(cv.msgs, nil)
+	copy(cv.msgs[i+1:], cv.msgs[i:])
+	cv.msgs[i] = nm
+	c.msgConv[m.ID] = cv.id
+	if m.Attachment != nil {
+		c.attMsg[m.Attachment.ID] = m.ID
+	}
+	cv.bytes += msgCost(nm)
+	c.bytes += msgCost(nm)
+	cv.list = nil
+}
+
+func (c *Cache) removeLocked(cv *conv, id int64) {
+	if i := cv.index(id, c); i >= 0 {
+		old := cv.msgs[i]
+		c.forgetMsgLocked(old)
+		cv.bytes -= msgCost(old)
+		c.bytes -= msgCost(old)
+		cv.msgs = append(cv.msgs[:i], cv.msgs[i+1:]...)
+		cv.list = nil
+	}
+}
+
+// before is the history's order, oldest first: created_at, then id.
+func before(a, b chat.Message) bool {
+	if !a.CreatedAt.Equal(b.CreatedAt) {
+		return a.CreatedAt.Before(b.CreatedAt)
+	}
+	return a.ID < b.ID
+}
+
+// msgCost is what a cached message holds, roughly: its text, its encoding
+// and the structures around them.
+func msgCost(m *msg) int64 { return int64(2*len(m.m.Content)+len(m.json)) + 256 }
+
+// encodedLocked returns cv's list, encoding what changed.
+func (c *Cache) encodedLocked(cv *conv) ([]byte, int, error) {
+	if cv.list != nil {
+		return cv.list, len(cv.msgs), nil
+	}
+	size := 2
+	for _, m := range cv.msgs {
+		if m.json == nil {
+			full := m.m
+			if u := c.users[m.m.Sender.ID]; u != nil {
+				full.Sender = u.User
+			}
+			b, err := c.cfg.Encode(full)
+			if err != nil {
+				return nil, 0, fmt.Errorf("encode message %d: %w", m.m.ID, err)
+			}
+			cv.bytes += int64(len(b))
+			c.bytes += int64(len(b))
+			m.json = b
+		}
+		size += len(m.json) + 2
+	}
+	list := make([]byte, 0, size)
+	list = append(list, '[')
+	for i := len(cv.msgs) - 1; i >= 0; i-- {
+		if i != len(cv.msgs)-1 {
+			list = append(list, ", "...)
+		}
+		list = append(list, cv.msgs[i].json...)
+	}
+	list = append(list, ']')
+	c.bytes += int64(len(list)) - cv.listLen
+	cv.bytes += int64(len(list)) - cv.listLen
+	cv.list, cv.listLen = list, int64(len(list))
+	return list, len(cv.msgs), nil
+}
+
+// evictLocked drops the least recently used conversations past MaxBytes.
+func (c *Cache) evictLocked() {
+	for c.bytes > c.cfg.MaxBytes && c.lru.Len() > 0 {
+		cv := c.lru.Back().Value.(*conv)
+		c.dropLocked(cv)
+		c.stats.Evictions++
+	}
+}
+
+func intValue(row map[string]pgfeed.Value, col string) (int64, bool) {
+	v, ok := row[col]
+	if !ok || v.Kind != pgfeed.Text {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(v.Text, 10, 64)
+	return n, err == nil
+}
+
+func textValue(row map[string]pgfeed.Value, col string) (string, bool) {
+	v, ok := row[col]
+	if !ok || v.Kind != pgfeed.Text {
+		return "", false
+	}
+	return v.Text, true
+}
+
+func boolValue(row map[string]pgfeed.Value, col string) (bool, bool) {
+	v, ok := row[col]
+	if !ok || v.Kind != pgfeed.Text {
+		return false, false
+	}
+	switch v.Text {
+	case "t":
+		return true, true
+	case "f":
+		return false, true
+	}
+	return false, false
+}
+
+// timeValue reads a timestamptz as PostgreSQL writes it in text
+// ("2026-01-14 10:00:00.123456+00"), in UTC.
+func timeValue(row map[string]pgfeed.Value, col string) (time.Time, bool) {
+	v, ok := row[col]
+	if !ok || v.Kind != pgfeed.Text {
+		return time.Time{}, false
+	}
+	t, err := djangodb.ParseTime(v.Text)
+	return t, err == nil
+}
