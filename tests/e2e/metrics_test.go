@@ -51,19 +51,19 @@ func TestMetricsScrapedByPrometheus(t *testing.T) {
 
 	prom.WaitUp(t, admin, 30*time.Second)
 	for query, want := range map[string]float64{
-		`sidecar_connections{route="chat"}`:                                  2,
-		`sidecar_connects_total{route="chat"}`:                               2,
-		`sidecar_messages_saved_total{type="text"}`:                          3,
-		`sidecar_frames_received_total{route="chat",type="chat_message"}`:    3,
-		`sidecar_frames_sent_total{route="chat",type="new_message"}`:         6,
-		`sidecar_error_frames_total{kind="unknown_type"}`:                    1,
-		`sidecar_connect_refusals_total{route="chat",reason="token"}`:        2,
-		`sidecar_db_seconds_count{op="save_text"}`:                           3,
-		`sidecar_group_events_total{route="chat",type="chat_message"}`:       3,
-		`sidecar_group_event_lag_seconds_count{route="chat"}`:                3,
-		`sidecar_history_loads_total{outcome="ok"} > 0`:                      1,
-		`sidecar_memory_budget_limit_bytes`:                                  float64(config.Default().MemoryLimit / 2),
-		`count(go_goroutines) + count(process_resident_memory_bytes)`:        2,
+		`sidecar_connections{route="chat"}`:                               2,
+		`sidecar_connects_total{route="chat"}`:                            2,
+		`sidecar_messages_saved_total{type="text"}`:                       3,
+		`sidecar_frames_received_total{route="chat",type="chat_message"}`: 3,
+		`sidecar_frames_sent_total{route="chat",type="new_message"}`:      6,
+		`sidecar_error_frames_total{kind="unknown_type"}`:                 1,
+		`sidecar_connect_refusals_total{route="chat",reason="token"}`:     2,
+		`sidecar_db_seconds_count{op="save_text"}`:                        3,
+		`sidecar_group_events_total{route="chat",type="chat_message"}`:    3,
+		`sidecar_group_event_lag_seconds_count{route="chat"}`:             3,
+		`sidecar_history_loads_total{outcome="ok"} > 0`:                   1,
+		`sidecar_memory_budget_limit_bytes`:                               float64(config.Default().MemoryLimit / 2),
+		`count(go_goroutines) + count(process_resident_memory_bytes)`:     2,
 	} {
 		if strings.HasSuffix(query, "> 0") {
 			prom.WaitFor(t, query, func(s []testenv.Sample) bool { return len(s) == 1 }, 15*time.Second)
