@@ -49,7 +49,12 @@ type stack struct {
 
 func newStack(t *testing.T, redisURLs string) *stack {
 	t.Helper()
-	db := testenv.Postgres(t)
+	return newStackOn(t, testenv.Postgres(t), redisURLs)
+}
+
+// newStackOn is newStack on a given database.
+func newStackOn(t *testing.T, db *testenv.Database, redisURLs string) *stack {
+	t.Helper()
 	s := &stack{t: t, db: db}
 	s.listener = db.CreateUser(t, "listener@example.com", "Lena Listener", "listener")
 	s.talker = db.CreateUser(t, "talker@example.com", "", "talker")
@@ -71,6 +76,11 @@ func randHex(n int) string {
 
 func (s *stack) daphne() string  { return testenv.StartDaphne(s.t, s.env).Addr }
 func (s *stack) sidecar() string { return testenv.StartSidecar(s.t, s.env).Addr }
+
+// sidecarWith starts a sidecar with env added to the stack's.
+func (s *stack) sidecarWith(env ...string) *testenv.Sidecar {
+	return testenv.StartSidecar(s.t, append(append([]string{}, s.env...), env...))
+}
 
 // client is a WebSocket client of either server.
 type client struct {

@@ -122,3 +122,19 @@ def upload_file(request, pk):
     data = MessageSerializer(message, context={'request': request}).data
     notify(f"chat_{conversation.id}", {"type": "chat_message", "message": data})
     return Response(data, status=status.HTTP_201_CREATED)
+
+
+@api_view(['POST'])
+def mark_read(request, pk):
+    """POST /api/chat/conversations/<id>/mark_read/: marks the others' messages read.
+
+    As the app's REST API does it: no channel-layer event is sent, so only a
+    history read afterwards shows it.
+    """
+    conversation = get_object_or_404(Conversation, pk=pk)
+    if request.user.id not in (conversation.listener_id, conversation.talker_id):
+        return Response({'error': 'You are not a participant in this conversation'},
+                        status=status.HTTP_403_FORBIDDEN)
+    updated = Message.objects.filter(conversation=conversation, is_read=False).exclude(
+        sender=request.user).update(is_read=True)
+    return Response({'marked_read': updated})
