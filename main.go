@@ -5,21 +5,42 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/chatsidecar/sidecar/app"
 	"github.com/chatsidecar/sidecar/config"
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "demo" {
-		os.Exit(runDemo(os.Args[2:]))
+	cmd, args := "serve", []string(nil)
+	if len(os.Args) > 1 {
+		cmd, args = os.Args[1], os.Args[2:]
+	}
+	switch cmd {
+	case "serve":
+	case "demo":
+		os.Exit(runDemo(args))
+	case "check":
+		os.Exit(runCheck(args, os.Stdout, os.Stderr))
+	case "version":
+		printVersion(os.Stdout)
+		return
+	case "-h", "-help", "--help", "help":
+		usage(os.Stdout)
+		return
+	default:
+		fmt.Fprintf(os.Stderr, "sidecar: unknown command %q\n\n", cmd)
+		usage(os.Stderr)
+		os.Exit(2)
 	}
 	cfg, err := config.Load()
 	if err != nil {
@@ -70,4 +91,74 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// usage lists the commands and every setting with its default.
+func usage(w io.Writer) {
+	fmt.Fprint(w, `Usage: sidecar [command]
+
+Serves Django's chat WebSockets (ws/chat/<id>/, ws/conversations/,
+ws/notifications/) beside the Django app, configured by environment
+variables named as Django's settings are.
+
+Commands:
+  serve      serve (the default); SIGTERM drains and stops
+  check      check the deployment without serving: database schema, change
+             feed, Redis, MEDIA_ROOT and, with -token, an access token; one
+             line per check, exit status 1 if any fails
+  demo       a self-contained demo on a new SQLite database (sidecar demo -h)
+  version    print the version and build information
+
+Settings (environment variables):
+`)
+	config.PrintSettings(w)
+}
+
+// runCheck is `sidecar check [-token T]`; it returns the exit status.
+func runCheck(args []string, stdout, stderr io.Writer) int {
+	fl := flag.NewFlagSet("sidecar check", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	token := fl.String("token", "", "an access token to verify as a connection's would be")
+	if err := fl.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := config.Load()
+	if err != nil {
+		fmt.Fprintf(stdout, "%-14s FAILED: %v\n", "config:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%-14s ok\n", "config:")
+	ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
+	defer cancel()
+	if !app.Check(ctx, cfg, *token, stdout) {
+		return 1
+	}
+	return 0
+}
+
+// checkTimeout bounds the whole of `sidecar check`.
+const checkTimeout = time.Minute
+
+// printVersion prints what the binary was built from.
+func printVersion(w io.Writer) {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		fmt.Fprintln(w, "sidecar (no build information)")
+		return
+	}
+	version := info.Main.Version
+	settings := map[string]string{}
+	for _, s := range info.Settings {
+		settings[s.Key] = s.Value
+	}
+	fmt.Fprintf(w, "sidecar %s\n", version)
+	if rev := settings["vcs.revision"]; rev != "" {
+		dirty := ""
+		if settings["vcs.modified"] == "true" {
+			dirty = " (modified)"
+		}
+		fmt.Fprintf(w, "commit  %s%s, %s\n", rev, dirty, settings["vcs.time"])
+	}
+	fmt.Fprintf(w, "go      %s %s/%s\n", info.GoVersion, settings["GOOS"], settings["GOARCH"])
+	fmt.Fprintf(w, "module  %s\n", info.Main.Path)
 }

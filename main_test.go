@@ -21,8 +21,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	// Re-executed as the sidecar itself by TestStartupErrors.
+	// Re-executed as the sidecar itself (runMain), with the arguments of
+	// SIDECAR_ARGS.
 	if os.Getenv("SIDECAR_RUN_MAIN") == "1" {
+		os.Args = append(os.Args[:1], strings.Fields(os.Getenv("SIDECAR_ARGS"))...)
 		main()
 		return
 	}
@@ -173,7 +175,7 @@ func TestStartupErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd := exec.Command(os.Args[0], "-test.run=^$")
-			cmd.Env = append(os.Environ(), "SIDECAR_RUN_MAIN=1", "DATABASE_URL="+db.DSN, "SECRET_KEY=k",
+			cmd.Env = append(os.Environ(), "SIDECAR_RUN_MAIN=1", "SIDECAR_ARGS=", "DATABASE_URL="+db.DSN, "SECRET_KEY=k",
 				"LISTEN_ADDR=127.0.0.1:0", "MEDIA_ROOT="+t.TempDir(), "LOG_FORMAT=text")
 			cmd.Env = append(cmd.Env, tc.env...)
 			out, err := cmd.CombinedOutput()

@@ -96,11 +96,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options)
 			a.Close()
 		}
 	}()
-	verifier, err := auth.NewVerifier(auth.Config{
-		Algorithm: cfg.JWTAlgorithm, SigningKey: cfg.SigningKey(), VerifyingKey: cfg.JWTVerifyingKey,
-		Audience: cfg.JWTAudience, Issuer: cfg.JWTIssuer, Leeway: time.Duration(cfg.JWTLeeway),
-		UserIDClaim: cfg.JWTUserIDClaim, TokenTypeClaim: cfg.JWTTypeClaim,
-	})
+	verifier, err := newVerifier(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -283,10 +279,7 @@ func (a *App) openDatabase(ctx context.Context) error {
 		a.sqldb = db
 	}
 	a.closers = append(a.closers, func() { _ = a.sqldb.Close() })
-	db, err := djangodb.New(a.sqldb, dialect, djangodb.Schema{
-		UserTable: cfg.UserTable, ConversationTable: cfg.ConversationTable, MessageTable: cfg.MessageTable,
-		AttachmentTable: cfg.AttachmentTable, BlockTable: cfg.BlockTable, Columns: cfg.DBColumns,
-	})
+	db, err := djangodb.New(a.sqldb, dialect, a.schema())
 	if err != nil {
 		return err
 	}
@@ -409,13 +402,9 @@ func (a *App) openFeed(ctx context.Context, media consumer.Media) error {
 	if _, sqlite := cfg.SQLitePath(); sqlite || cfg.Feed == "off" {
 		return nil
 	}
-	schema := djangodb.Schema{
-		UserTable: cfg.UserTable, ConversationTable: cfg.ConversationTable, MessageTable: cfg.MessageTable,
-		AttachmentTable: cfg.AttachmentTable, BlockTable: cfg.BlockTable, Columns: cfg.DBColumns,
-	}
-	tables := []string{schema.Table("message"), schema.Table("attachment"), schema.Table("user")}
+	schema := a.schema()
 	checkCtx, cancel := context.WithTimeout(ctx, schemaCheckTimeout)
-	err := pgfeed.Check(checkCtx, a.sqldb, cfg.FeedPublication, tables)
+	err := pgfeed.Check(checkCtx, a.sqldb, cfg.FeedPublication, a.feedTables())
 	cancel()
 	if err != nil {
 		if cfg.Feed == "on" {
@@ -451,4 +440,28 @@ func (a *App) openFeed(ctx context.Context, media consumer.Media) error {
 	)
 	a.log.Info("feed on", "publication", cfg.FeedPublication)
 	return nil
+}
+
+// newVerifier checks tokens with the project's SIMPLE_JWT settings.
+func newVerifier(cfg config.Config) (*auth.Verifier, error) {
+	return auth.NewVerifier(auth.Config{
+		Algorithm: cfg.JWTAlgorithm, SigningKey: cfg.SigningKey(), VerifyingKey: cfg.JWTVerifyingKey,
+		Audience: cfg.JWTAudience, Issuer: cfg.JWTIssuer, Leeway: time.Duration(cfg.JWTLeeway),
+		UserIDClaim: cfg.JWTUserIDClaim, TokenTypeClaim: cfg.JWTTypeClaim,
+	})
+}
+
+// schema is the table and column names of the configuration.
+func (a *App) schema() djangodb.Schema {
+	cfg := a.cfg
+	return djangodb.Schema{
+		UserTable: cfg.UserTable, ConversationTable: cfg.ConversationTable, MessageTable: cfg.MessageTable,
+		AttachmentTable: cfg.AttachmentTable, BlockTable: cfg.BlockTable, Columns: cfg.DBColumns,
+	}
+}
+
+// feedTables are the tables the change feed follows.
+func (a *App) feedTables() []string {
+	s := a.schema()
+	return []string{s.Table("message"), s.Table("attachment"), s.Table("user")}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/url"
 	"reflect"
@@ -390,4 +391,19 @@ func redactAll(urls []string) []string {
 		out[i] = redact.URL(s)
 	}
 	return out
+}
+
+// PrintSettings writes every setting: its variable, its default and what
+// it does, from the struct tags (the same ones Load reads).
+func PrintSettings(w io.Writer) {
+	typ := reflect.TypeOf(Config{})
+	for i := 0; i < typ.NumField(); i++ {
+		f := typ.Field(i)
+		name := f.Tag.Get("envconfig")
+		def := f.Tag.Get("default")
+		if def == "" {
+			def = "(none)"
+		}
+		fmt.Fprintf(w, "  %-40s default %s\n      %s\n", name, def, f.Tag.Get("desc"))
+	}
 }
