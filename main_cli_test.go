@@ -124,4 +124,3 @@ func lineFailed(out, prefix string) bool {
 	}
 	return false
 }
-
