@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/chatsidecar/sidecar/chat"
 	"github.com/chatsidecar/sidecar/pyjson"
 )
@@ -127,14 +129,16 @@ func (s *Server) newMessages(run []delivery) {
 	convID := run[0].conns[0].conv.ID // members of chat_<segment> share the conversation
 	h, err := s.histories.get(s.ctx, convID)
 	if err != nil {
+		// The members would miss messages: have them reconnect for a
+		// fresh history, as Python's consumer crashed with 1011 here.
 		s.log.Error("new_message: load history", "conversation", convID, "err", err)
+		code, reason := websocket.CloseInternalServerErr, "server error"
 		if errors.Is(err, errBusy) {
-			// The members would miss messages: have them reconnect for a
-			// fresh history once memory is back.
-			for _, d := range run {
-				for _, c := range d.conns {
-					c.end(closeTryAgainLater, "server busy")
-				}
+			code, reason = closeTryAgainLater, "server busy"
+		}
+		for _, d := range run {
+			for _, c := range d.conns {
+				c.end(code, reason)
 			}
 		}
 		return

@@ -3,6 +3,7 @@ package consumer
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"strings"
 	"sync"
@@ -244,4 +245,29 @@ type hangStore struct{ *memStore }
 func (h hangStore) IsBlocked(ctx context.Context, _, _ int64) (bool, error) {
 	<-ctx.Done()
 	return false, ctx.Err()
+}
+
+// When the history of a new message cannot be loaded, the members are
+// closed with 1011 (as Python's consumer crashed) so they reconnect for a
+// fresh history, instead of silently missing the message.
+func TestHistoryFailureClosesMembers(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	tc, lc := r.connect(r.talker), r.connect(r.listener)
+	r.swap.set(historyFails{r.store})
+	tc.send(`{"type": "chat_message", "message": "x"}`)
+	for _, c := range []*client{tc, lc} {
+		if code := c.closeCode(); code != websocket.CloseInternalServerErr {
+			t.Errorf("close code %d, want 1011", code)
+		}
+	}
+	if n := len(r.store.messages()); n != 1 {
+		t.Errorf("%d messages saved, want 1", n)
+	}
+}
+
+type historyFails struct{ *memStore }
+
+func (historyFails) History(context.Context, int64, func(chat.Message) error) error {
+	return errors.New("connection reset by peer")
 }
