@@ -26,9 +26,10 @@
 // matched in pg_hba.conf by database name, like any other.
 //
 // Before PostgreSQL 15 a publication has no column list: publishing
-// users_user would publish every column, password hashes included. There,
-// leave users_user out of the publication (keep reading users from the
-// table) and publish only chat_message and chat_fileattachment.
+// users_user would publish every column, password hashes included. The
+// sidecar's histories need the senders' names from the stream to stay
+// exact, so there the feed stays off (its check says so) unless the owner
+// chooses to publish the whole table.
 //
 // Check verifies all of this before the sidecar starts the feed, and names
 // what is missing in one line ("feed off: <reason>").
