@@ -15,6 +15,25 @@
 //
 // -listen-url sends the listeners to another server (a second sidecar, or
 // Daphne), to measure delivery across processes through the channel layer.
+//
+// -inbox-url also connects every participant (talker and listener) to
+// ws/conversations/ on that server (the sidecar, or Daphne serving the
+// Python reference), and -inbox-size N gives each listener N more
+// conversations with other talkers, a few messages each, so its list has
+// N+1 items. Each inbox socket is read throughout; after the talkers stop
+// the tool waits until no list frame has arrived for -inbox-quiet (at most
+// -inbox-wait), then checks each socket's last list frame against the
+// database: a list is stale when, for a load conversation of its user,
+// total_messages or last_message_preview differs from the conversation's
+// final count and latest message (every message's content is unique). It
+// prints the list frames received, the stale lists (lost updates) and the
+// lag from the final message's send to the last list frame.
+//
+// -metrics-url reads the sidecar's Prometheus metrics (ADMIN_ADDR/metrics)
+// before the talkers start and after the inboxes are quiet, and prints the
+// conversation lists it computed in between; -pgss reads
+// pg_stat_statements the same way and prints the statements each database
+// role ran in between.
 package main
 
 import (
@@ -42,47 +61,80 @@ import (
 	"github.com/chatsidecar/sidecar/fixture"
 )
 
+// Timing of the run.
+const (
+	connectTimeout = 30 * time.Second // one WebSocket handshake and its connect frames
+	listenTimeout  = 30 * time.Second // a listener's wait for a frame, past the duration
+	closeAfter     = time.Second      // a talker's chat sockets stay open this long after its last message
+)
+
+// seedMessages is how many messages each extra inbox conversation gets.
+const seedMessages = 3
+
+type options struct {
+	secret                    string
+	talkURL, listenURL, inbox string
+	duration                  time.Duration
+	size                      int
+	rate                      float64
+	replyTimeout              time.Duration
+	inboxQuiet, inboxWait     time.Duration
+	metricsURL                string
+	pgss                      bool
+}
+
 func main() {
+	var o options
 	dsn := flag.String("dsn", "", "Django's PostgreSQL database (rows are added to it)")
-	secret := flag.String("secret", os.Getenv("SECRET_KEY"), "SECRET_KEY, to sign HS256 access tokens as SimpleJWT does")
-	talkURL := flag.String("url", "ws://127.0.0.1:8001", "server the talkers connect to")
-	listenURL := flag.String("listen-url", "", "server the listeners connect to (default: -url)")
+	flag.StringVar(&o.secret, "secret", os.Getenv("SECRET_KEY"), "SECRET_KEY, to sign HS256 access tokens as SimpleJWT does")
+	flag.StringVar(&o.talkURL, "url", "ws://127.0.0.1:8001", "server the talkers connect to")
+	flag.StringVar(&o.listenURL, "listen-url", "", "server the listeners connect to (default: -url)")
+	flag.StringVar(&o.inbox, "inbox-url", "", "server every participant's ws/conversations/ socket connects to (empty: no inboxes)")
+	inboxSize := flag.Int("inbox-size", 0, "extra conversations (with other talkers, a few messages each) in each listener's list")
+	flag.DurationVar(&o.inboxQuiet, "inbox-quiet", 3*time.Second, "after the talkers stop, the inboxes are done when no list frame has come for this long")
+	flag.DurationVar(&o.inboxWait, "inbox-wait", 30*time.Second, "after the talkers stop, wait at most this long for the inboxes to go quiet")
+	flag.StringVar(&o.metricsURL, "metrics-url", "", "the sidecar's Prometheus metrics (http://ADMIN_ADDR/metrics), read before and after the run")
+	flag.BoolVar(&o.pgss, "pgss", false, "read pg_stat_statements (-dsn's database) before and after the run: statements per role")
 	convs := flag.Int("conversations", 20, "conversations, each with a talker and a listener connected")
-	duration := flag.Duration("duration", 10*time.Second, "how long the talkers send")
-	size := flag.Int("size", 32, "bytes of content per message")
-	rate := flag.Float64("rate", 0, "messages per second per talker (0: as fast as replies come back)")
+	flag.DurationVar(&o.duration, "duration", 10*time.Second, "how long the talkers send")
+	flag.IntVar(&o.size, "size", 32, "bytes of content per message")
+	flag.Float64Var(&o.rate, "rate", 0, "messages per second per talker (0: as fast as replies come back)")
+	flag.DurationVar(&o.replyTimeout, "reply-timeout", 5*time.Second, "a talker whose own new_message has not come this long after a send counts the message lost and sends the next")
 	flag.Parse()
-	if *dsn == "" || *secret == "" {
+	if *dsn == "" || o.secret == "" {
 		log.Fatal("chatload: -dsn and -secret (or SECRET_KEY) are required")
 	}
-	if *listenURL == "" {
-		*listenURL = *talkURL
+	if o.listenURL == "" {
+		o.listenURL = o.talkURL
 	}
 	db, err := sql.Open("postgres", *dsn)
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer db.Close()
-	pairs, err := seed(db, *convs)
+	pairs, err := seed(db, *convs, *inboxSize)
 	if err != nil {
 		log.Fatalf("chatload: seed: %v", err)
 	}
-	res, err := load(pairs, *secret, *talkURL, *listenURL, *duration, *size, *rate)
-	if err != nil {
+	if err := run(db, pairs, o); err != nil {
 		log.Fatalf("chatload: %v", err)
 	}
-	res.print(*convs, *duration)
 }
 
-type pair struct{ conv, listener, talker int64 }
+// pair is one load conversation and its two participants.
+type pair struct {
+	conv, listener, talker int64
+	lastSent               time.Time // the talker's last send; read once it has stopped
+}
 
 // seed adds one listener, one talker and an active conversation per pair,
-// as Django writes them.
-func seed(db *sql.DB, n int) ([]pair, error) {
+// as Django writes them, and inboxSize more conversations per listener,
+// each with another talker and seedMessages messages.
+func seed(db *sql.DB, n, inboxSize int) ([]*pair, error) {
 	ctx := context.Background()
 	fx := fixture.New(db, djangodb.Postgres)
 	run := randHex(4)
-	out := make([]pair, n)
+	out := make([]*pair, n)
 	for i := range out {
 		l, err := fx.User(ctx, fixture.User{Email: fmt.Sprintf("load-%s-listener-%d@example.com", run, i), Type: "listener"})
 		if err != nil {
@@ -96,9 +148,62 @@ func seed(db *sql.DB, n int) ([]pair, error) {
 		if err != nil {
 			return nil, err
 		}
-		out[i] = pair{c, l, t}
+		out[i] = &pair{conv: c, listener: l, talker: t}
 	}
-	return out, nil
+	if inboxSize == 0 {
+		return out, nil
+	}
+	// The extra conversations, a listener per goroutine (a few at a time).
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+		sem  = make(chan struct{}, 8)
+		base = time.Now().Add(-time.Hour)
+	)
+	for i, p := range out {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := seedInbox(ctx, fx, run, i, p.listener, inboxSize, base); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return out, errors.Join(errs...)
+}
+
+// seedInbox gives listener size conversations with other talkers, older
+// than the load's, each with seedMessages messages and last_message_at set
+// as the chat leaves it.
+func seedInbox(ctx context.Context, fx *fixture.Writer, run string, i int, listener int64, size int, base time.Time) error {
+	for j := 0; j < size; j++ {
+		t, err := fx.User(ctx, fixture.User{Email: fmt.Sprintf("load-%s-other-%d-%d@example.com", run, i, j), Type: "talker"})
+		if err != nil {
+			return err
+		}
+		created := base.Add(time.Duration(j) * time.Minute)
+		last := created.Add(seedMessages * time.Second)
+		c, err := fx.Conversation(ctx, fixture.Conversation{ListenerID: listener, TalkerID: t, Status: "active",
+			CreatedAt: created, LastMessageAt: last})
+		if err != nil {
+			return err
+		}
+		for k := 1; k <= seedMessages; k++ {
+			sender := t
+			if k%2 == 0 {
+				sender = listener
+			}
+			if _, err := fx.Message(ctx, c, sender, fmt.Sprintf("seed c%d m%d", c, k), created.Add(time.Duration(k)*time.Second)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // token mints an access token as SimpleJWT does.
@@ -117,18 +222,36 @@ type result struct {
 	sent      int
 	latencies []time.Duration // send → the listener's new_message
 	errors    int
+	lost      int // sent, but no reply within the reply timeout
+	late      int // replies that came after their message was counted lost
+}
+
+var dialer = &websocket.Dialer{HandshakeTimeout: connectTimeout}
+
+// dialFrames connects to base+path and reads the n frames the server
+// sends on connect, returning the last.
+func dialFrames(base, path string, n int) (*websocket.Conn, []byte, error) {
+	ws, _, err := dialer.Dial(strings.TrimRight(base, "/")+path, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	_ = ws.SetReadDeadline(time.Now().Add(connectTimeout))
+	var data []byte
+	for i := 0; i < n; i++ {
+		if _, data, err = ws.ReadMessage(); err != nil {
+			ws.Close()
+			return nil, nil, err
+		}
+	}
+	_ = ws.SetReadDeadline(time.Time{})
+	return ws, data, nil
 }
 
 func dial(base string, conv int64, tok string) (*websocket.Conn, error) {
-	u := strings.TrimRight(base, "/") + "/ws/chat/" + strconv.FormatInt(conv, 10) + "/?token=" + tok
-	ws, _, err := websocket.DefaultDialer.Dial(u, nil)
+	// connection_established, api_info, conversation_history
+	ws, _, err := dialFrames(base, "/ws/chat/"+strconv.FormatInt(conv, 10)+"/?token="+tok, 3)
 	if err != nil {
 		return nil, fmt.Errorf("connect to conversation %d: %w", conv, err)
-	}
-	for i := 0; i < 3; i++ { // the connect frames
-		if _, _, err := ws.ReadMessage(); err != nil {
-			return nil, err
-		}
 	}
 	return ws, nil
 }
@@ -141,29 +264,96 @@ type frame struct {
 	} `json:"latest_message"`
 }
 
-func load(pairs []pair, secret, talkURL, listenURL string, d time.Duration, size int, rate float64) (*result, error) {
-	res := &result{}
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	var wg sync.WaitGroup
-	errc := make(chan error, 2*len(pairs))
-	pad := strings.Repeat("x", max(0, size-20))
+// chatConns are a pair's two chat sockets.
+type chatConns struct {
+	p        *pair
+	lws, tws *websocket.Conn
+}
+
+// run connects every socket, then has the talkers send for o.duration,
+// waits for the inboxes, checks them and prints the results.
+func run(db *sql.DB, pairs []*pair, o options) error {
+	conns := make([]chatConns, 0, len(pairs))
+	defer func() {
+		for _, c := range conns {
+			c.lws.Close()
+			c.tws.Close()
+		}
+	}()
 	for _, p := range pairs {
-		lws, err := dial(listenURL, p.conv, token(secret, p.listener))
+		lws, err := dial(o.listenURL, p.conv, token(o.secret, p.listener))
 		if err != nil {
-			return nil, err
+			return err
 		}
-		tws, err := dial(talkURL, p.conv, token(secret, p.talker))
+		tws, err := dial(o.talkURL, p.conv, token(o.secret, p.talker))
 		if err != nil {
-			return nil, err
+			lws.Close()
+			return err
 		}
-		wg.Add(2)
+		conns = append(conns, chatConns{p, lws, tws})
+	}
+	var ib *inboxes
+	if o.inbox != "" {
+		var err error
+		if ib, err = connectInboxes(o.inbox, o.secret, pairs); err != nil {
+			return err
+		}
+		defer ib.close()
+	}
+	before, err := snapshot(db, o)
+	if err != nil {
+		return err
+	}
+	res, stopped, err := talk(conns, o)
+	if err != nil {
+		return err
+	}
+	var rep *inboxReport
+	if ib != nil {
+		waited, timedOut := ib.waitQuiet(stopped, o.inboxQuiet, o.inboxWait)
+		ib.close()
+		final, err := finalStates(db, pairs)
+		if err != nil {
+			return err
+		}
+		lastSent := make(map[int64]time.Time, len(pairs))
+		for _, p := range pairs {
+			lastSent[p.conv] = p.lastSent
+		}
+		rep = check(ib.all, final, lastSent)
+		rep.waited, rep.timedOut = waited, timedOut
+	}
+	after, err := snapshot(db, o)
+	if err != nil {
+		return err
+	}
+	res.print(len(pairs), o.duration)
+	if rep != nil {
+		rep.print(res.sent)
+	}
+	printDeltas(before, after, res.sent)
+	return nil
+}
+
+// talk runs a listener and a talker per pair: the talkers send for
+// o.duration. It returns when every socket is done, with the time the
+// last talker stopped sending.
+func talk(conns []chatConns, o options) (*result, time.Time, error) {
+	res := &result{}
+	ctx, cancel := context.WithTimeout(context.Background(), o.duration)
+	defer cancel()
+	var all, talking sync.WaitGroup
+	errc := make(chan error, 2*len(conns))
+	for _, c := range conns {
+		p, lws, tws := c.p, c.lws, c.tws
+		all.Add(2)
+		talking.Add(1)
 		// The listener records when each message arrives.
 		go func() {
-			defer wg.Done()
+			defer all.Done()
 			defer lws.Close()
 			for {
-				_ = lws.SetReadDeadline(time.Now().Add(d + 30*time.Second))
+				_ = lws.SetReadDeadline(time.Now().Add(o.duration + listenTimeout))
 				_, data, err := lws.ReadMessage()
 				if err != nil {
 					return
@@ -181,17 +371,42 @@ func load(pairs []pair, secret, talkURL, listenURL string, d time.Duration, size
 				res.mu.Unlock()
 			}
 		}()
+		// The talker's frames, read by a goroutine of their own so that a
+		// reply that never comes costs o.replyTimeout, not the socket.
+		replies := make(chan frame, 16)
+		done := make(chan struct{})
+		go func() {
+			defer close(replies)
+			for {
+				_, data, err := tws.ReadMessage()
+				if err != nil {
+					return
+				}
+				var f frame
+				if json.Unmarshal(data, &f) != nil || (f.Type != "error" && f.Type != "new_message") {
+					continue
+				}
+				select {
+				case replies <- f:
+				case <-done:
+					return
+				}
+			}
+		}()
 		// The talker sends, then waits for its own copy.
 		go func() {
-			defer wg.Done()
-			defer func() { time.Sleep(time.Second); lws.Close(); tws.Close() }()
+			defer all.Done()
+			defer func() { time.Sleep(closeAfter); close(done); lws.Close(); tws.Close() }()
+			defer talking.Done()
 			var tick <-chan time.Time
-			if rate > 0 {
-				ticker := time.NewTicker(time.Duration(float64(time.Second) / rate))
+			if o.rate > 0 {
+				ticker := time.NewTicker(time.Duration(float64(time.Second) / o.rate))
 				defer ticker.Stop()
 				tick = ticker.C
 			}
-			for ctx.Err() == nil {
+			timer := time.NewTimer(0)
+			<-timer.C
+			for seq := 1; ctx.Err() == nil; seq++ {
 				if tick != nil {
 					select {
 					case <-tick:
@@ -199,56 +414,91 @@ func load(pairs []pair, secret, talkURL, listenURL string, d time.Duration, size
 						return
 					}
 				}
-				msg := fmt.Sprintf(`{"type": "chat_message", "message": "%d %s"}`, time.Now().UnixNano(), pad)
+				now := time.Now()
+				text := content(now, p.conv, seq, o.size)
+				msg := fmt.Sprintf(`{"type": "chat_message", "message": "%s"}`, text)
 				if err := tws.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
 					errc <- err
 					return
 				}
-				for {
-					_ = tws.SetReadDeadline(time.Now().Add(30 * time.Second))
-					_, data, err := tws.ReadMessage()
-					if err != nil {
-						errc <- err
-						return
-					}
-					var f frame
-					_ = json.Unmarshal(data, &f)
-					if f.Type == "error" {
-						res.mu.Lock()
-						res.errors++
-						res.mu.Unlock()
-						break
-					}
-					if f.Type == "new_message" {
-						res.mu.Lock()
-						res.sent++
-						res.mu.Unlock()
-						break
-					}
+				p.lastSent = now
+				timer.Reset(o.replyTimeout)
+				if err := res.await(replies, timer.C, text); err != nil {
+					errc <- fmt.Errorf("talker of conversation %d: %w", p.conv, err)
+					return
 				}
+				timer.Stop()
 			}
 		}()
 	}
-	wg.Wait()
+	talking.Wait()
+	stopped := time.Now()
+	all.Wait()
 	select {
 	case err := <-errc:
 		if !errors.Is(err, context.DeadlineExceeded) {
-			return res, err
+			return res, stopped, err
 		}
 	default:
 	}
-	return res, nil
+	return res, stopped, nil
+}
+
+// await waits for the reply to the message with content text: its
+// new_message, an error frame, or none before timeout (the message is
+// counted lost and the talker goes on).
+func (r *result) await(replies <-chan frame, timeout <-chan time.Time, text string) error {
+	for {
+		select {
+		case f, ok := <-replies:
+			if !ok {
+				return errors.New("connection closed")
+			}
+			r.mu.Lock()
+			switch {
+			case f.Type == "error":
+				r.errors++
+			case f.LatestMessage.Content == text:
+				r.sent++
+			default:
+				r.late++ // the reply to a message already counted lost
+				r.mu.Unlock()
+				continue
+			}
+			r.mu.Unlock()
+			return nil
+		case <-timeout:
+			r.mu.Lock()
+			r.lost++
+			r.mu.Unlock()
+			return nil
+		}
+	}
+}
+
+// content is a message's text: its send time (the listener's latency
+// clock), then conversation and sequence number, so every message of a run
+// is unique within the conversation list's preview, then padding to size
+// bytes.
+func content(sent time.Time, conv int64, seq, size int) string {
+	s := fmt.Sprintf("%d c%d-%d", sent.UnixNano(), conv, seq)
+	if pad := size - len(s) - 1; pad > 0 {
+		s += " " + strings.Repeat("x", pad)
+	}
+	return s
 }
 
 func (r *result) print(convs int, d time.Duration) {
 	sort.Slice(r.latencies, func(i, j int) bool { return r.latencies[i] < r.latencies[j] })
-	q := func(p float64) time.Duration {
-		if len(r.latencies) == 0 {
-			return 0
-		}
-		return r.latencies[int(p*float64(len(r.latencies)-1))]
+	fmt.Printf("conversations=%d duration=%s messages=%d rate=%.0f/s errors=%d lost=%d late=%d delivered=%d p50=%s p99=%s\n",
+		convs, d, r.sent, float64(r.sent)/d.Seconds(), r.errors, r.lost, r.late, len(r.latencies),
+		quantile(r.latencies, 0.50).Round(10*time.Microsecond), quantile(r.latencies, 0.99).Round(10*time.Microsecond))
+}
+
+// quantile is the p-quantile of sorted ds (0 when empty).
+func quantile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
 	}
-	fmt.Printf("conversations=%d duration=%s messages=%d rate=%.0f/s errors=%d delivered=%d p50=%s p99=%s\n",
-		convs, d, r.sent, float64(r.sent)/d.Seconds(), r.errors, len(r.latencies),
-		q(0.50).Round(10*time.Microsecond), q(0.99).Round(10*time.Microsecond))
+	return ds[int(p*float64(len(ds)-1))]
 }

@@ -1,0 +1,185 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// statsTimeout bounds one read of the metrics or of pg_stat_statements.
+const statsTimeout = 10 * time.Second
+
+// stats are the server-side counters read before and after a run.
+type stats struct {
+	prom promSnapshot          // nil without -metrics-url
+	pgss map[string]roleCounts // nil without -pgss
+}
+
+func snapshot(db *sql.DB, o options) (stats, error) {
+	var s stats
+	var err error
+	if o.metricsURL != "" {
+		if s.prom, err = scrape(o.metricsURL); err != nil {
+			return s, err
+		}
+	}
+	if o.pgss {
+		if s.pgss, err = statements(db); err != nil {
+			return s, err
+		}
+	}
+	return s, nil
+}
+
+// promSnapshot maps a series, written as in the text exposition
+// (name{label="value",...}), to its value.
+type promSnapshot map[string]float64
+
+// scrape reads a Prometheus text exposition.
+func scrape(url string) (promSnapshot, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), statsTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("-metrics-url: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("read metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("read metrics: %s", resp.Status)
+	}
+	return parseMetrics(resp.Body)
+}
+
+// parseMetrics reads the samples of a text exposition (no timestamps, as
+// client_golang writes it).
+func parseMetrics(r io.Reader) (promSnapshot, error) {
+	out := promSnapshot{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			continue
+		}
+		out[line[:i]] = v
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read metrics: %w", err)
+	}
+	return out, nil
+}
+
+// sum adds the series of name that carry every label given as `k="v"`.
+func (p promSnapshot) sum(name string, labels ...string) float64 {
+	total := 0.0
+	for series, v := range p {
+		n, ls, _ := strings.Cut(series, "{")
+		if n != name {
+			continue
+		}
+		all := true
+		for _, l := range labels {
+			if !strings.Contains(ls, l) {
+				all = false
+				break
+			}
+		}
+		if all {
+			total += v
+		}
+	}
+	return total
+}
+
+// roleCounts are one database role's statements in pg_stat_statements.
+type roleCounts struct {
+	calls   int64 // every statement
+	selects int64 // statements that begin with SELECT
+}
+
+// statements reads pg_stat_statements for the current database, per role.
+func statements(db *sql.DB) (map[string]roleCounts, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), statsTimeout)
+	defer cancel()
+	rows, err := db.QueryContext(ctx, `SELECT r.rolname, sum(s.calls)::bigint,
+		COALESCE(sum(s.calls) FILTER (WHERE s.query ~* '^\s*select'), 0)::bigint
+		FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid
+		WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+		GROUP BY r.rolname`)
+	if err != nil {
+		return nil, fmt.Errorf("-pgss: read pg_stat_statements (the server needs shared_preload_libraries=pg_stat_statements and the database CREATE EXTENSION pg_stat_statements): %w", err)
+	}
+	defer rows.Close()
+	out := map[string]roleCounts{}
+	for rows.Next() {
+		var role string
+		var c roleCounts
+		if err := rows.Scan(&role, &c.calls, &c.selects); err != nil {
+			return nil, fmt.Errorf("-pgss: %w", err)
+		}
+		out[role] = c
+	}
+	return out, rows.Err()
+}
+
+// printDeltas prints what the servers did between before and after.
+func printDeltas(before, after stats, messages int) {
+	per := func(n float64) float64 {
+		if messages == 0 {
+			return 0
+		}
+		return n / float64(messages)
+	}
+	if after.prom != nil {
+		d := func(name string, labels ...string) float64 {
+			return after.prom.sum(name, labels...) - before.prom.sum(name, labels...)
+		}
+		computed := d("sidecar_inbox_updates_total", `kind="computed"`)
+		merged := d("sidecar_inbox_updates_total", `kind="merged"`)
+		updates := d("sidecar_group_events_total", `route="conversations"`, `type="conversation_update"`)
+		// A batch is the updates one computation answers: every update
+		// received but those merged into another's computation.
+		// The Redis layer's receive loop: one message per pop.
+		receives := d("sidecar_redis_seconds_count", `op="receive"`)
+		receiveMean := time.Duration(0)
+		if receives > 0 {
+			receiveMean = time.Duration(d("sidecar_redis_seconds_sum", `op="receive"`) / receives * float64(time.Second))
+		}
+		fmt.Printf("sidecar list_computations=%.0f per_message=%.2f updates_received=%.0f merged=%.0f batches=%.0f events_dropped=%.0f redis_over_capacity=%.0f redis_receives=%.0f receive_mean=%s\n",
+			computed, per(computed), updates, merged, updates-merged,
+			d("sidecar_group_events_dropped_total"), d("sidecar_redis_over_capacity_total"),
+			receives, receiveMean.Round(time.Microsecond))
+	}
+	if after.pgss != nil {
+		roles := make([]string, 0, len(after.pgss))
+		for r := range after.pgss {
+			roles = append(roles, r)
+		}
+		sort.Strings(roles)
+		for _, r := range roles {
+			calls := after.pgss[r].calls - before.pgss[r].calls
+			selects := after.pgss[r].selects - before.pgss[r].selects
+			fmt.Printf("db role=%s statements=%d selects=%d statements_per_message=%.2f selects_per_message=%.2f\n",
+				r, calls, selects, per(float64(calls)), per(float64(selects)))
+		}
+	}
+}
