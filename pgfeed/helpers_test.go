@@ -16,9 +16,9 @@ import (
 func TestMain(m *testing.M) { testenv.Run(m) }
 
 // publication is the one every test database gets: the DDL of the package doc.
-const publication = "sidecar_feed"
+const publication = "pgfeed_test"
 
-const publicationDDL = `CREATE PUBLICATION sidecar_feed FOR TABLE
+const publicationDDL = `CREATE PUBLICATION pgfeed_test FOR TABLE
 	chat_message, chat_fileattachment,
 	users_user (id, email, full_name, user_type, is_active)`
 

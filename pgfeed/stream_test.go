@@ -182,7 +182,7 @@ func TestWaitForFlushInsideRecord(t *testing.T) {
 		`CREATE TABLE wide (v text)`,
 		`ALTER TABLE wide ALTER v SET STORAGE PLAIN`, // rows of 3 KB stay inline: records span pages
 		`CREATE TABLE other (v int)`,
-		`CREATE PUBLICATION sidecar_feed FOR TABLE other`,
+		`CREATE PUBLICATION pgfeed_test FOR TABLE other`,
 	} {
 		if _, err := db.Exec(q); err != nil {
 			t.Fatalf("%s: %v", q, err)
@@ -254,7 +254,7 @@ func TestServerRestartAndCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if _, err := db.Exec(`CREATE TABLE item (id int PRIMARY KEY, v text); CREATE PUBLICATION sidecar_feed FOR TABLE item`); err != nil {
+	if _, err := db.Exec(`CREATE TABLE item (id int PRIMARY KEY, v text); CREATE PUBLICATION pgfeed_test FOR TABLE item`); err != nil {
 		t.Fatal(err)
 	}
 	rec := &recorder{}
