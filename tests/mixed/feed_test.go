@@ -102,6 +102,7 @@ func (p *feedPair) metric(name string) float64 {
 // mark_read (no event), a REST upload, an admin edit, an unchanged TOASTed
 // content when is_read flips, a delete and a user renamed through the ORM.
 func TestFeedExactness(t *testing.T) {
+	t.Parallel()
 	p := newFeedPair(t)
 	for i := 0; i < 3; i++ {
 		p.send("a message")
@@ -165,6 +166,7 @@ func TestFeedExactness(t *testing.T) {
 // frame: the sidecar reads from the database while it reconnects, then the
 // cache comes back.
 func TestFeedKilledMidLoad(t *testing.T) {
+	t.Parallel()
 	p := newFeedPair(t)
 	p.send("before")
 	admin, err := sql.Open("postgres", p.db.DSN)

@@ -13,6 +13,7 @@ import (
 // A file uploaded through the Python REST endpoint reaches the sidecar's
 // clients as new_message, latest_message being DRF's output untouched.
 func TestRESTUploadReachesSidecarClients(t *testing.T) {
+	t.Parallel()
 	s := newStack(t, redisURL(t))
 	py, goAddr := s.daphne(), s.sidecar()
 	talker := s.join(goAddr, s.talker)
@@ -38,6 +39,7 @@ func TestRESTUploadReachesSidecarClients(t *testing.T) {
 // A message sent through the sidecar reaches a Python ws/conversations/
 // client as its conversation-list update.
 func TestSidecarMessageUpdatesPythonConversationList(t *testing.T) {
+	t.Parallel()
 	s := newStack(t, redisURL(t))
 	py, goAddr := s.daphne(), s.sidecar()
 	list := s.inbox(py, s.listener)
@@ -53,6 +55,7 @@ func TestSidecarMessageUpdatesPythonConversationList(t *testing.T) {
 // The reverse: a message sent through Daphne's Python consumer updates the
 // sidecar's conversation lists, with the message in them.
 func TestPythonMessageUpdatesSidecarConversationList(t *testing.T) {
+	t.Parallel()
 	s := newStack(t, redisURL(t))
 	py, goAddr := s.daphne(), s.sidecar()
 	lists := []*client{s.inbox(goAddr, s.listener), s.inbox(goAddr, s.talker)}
@@ -71,6 +74,7 @@ func TestPythonMessageUpdatesSidecarConversationList(t *testing.T) {
 // API reaches the sidecar's notification sockets, byte for byte as
 // section 11 has them.
 func TestRESTNotificationsReachSidecar(t *testing.T) {
+	t.Parallel()
 	s := newStack(t, redisURL(t))
 	py, goAddr := s.daphne(), s.sidecar()
 	other := s.db.CreateUser(t, "other@example.com", "Olga Other", "listener")
@@ -124,6 +128,7 @@ func TestRESTNotificationsReachSidecar(t *testing.T) {
 // both ways round: messages, files, typing, read receipts, and the blocking
 // timeline enforced on both sides.
 func TestMixedConversation(t *testing.T) {
+	t.Parallel()
 	s := newStack(t, redisURL(t))
 	py, goAddr := s.daphne(), s.sidecar()
 	for _, tc := range []struct {
@@ -210,6 +215,7 @@ func TestMixedConversation(t *testing.T) {
 // Two sidecars and Daphne, clients spread over them: every frame reaches
 // every connection exactly once.
 func TestTwoSidecarsAndDaphneExactlyOnce(t *testing.T) {
+	t.Parallel()
 	s := newStack(t, redisURL(t))
 	servers := []string{s.daphne(), s.sidecar(), s.sidecar()}
 	var talkers, listeners []*client
@@ -258,6 +264,7 @@ func TestTwoSidecarsAndDaphneExactlyOnce(t *testing.T) {
 // layer is down stays in the history and its sender gets an error frame;
 // the sidecars reconnect and re-join their groups by themselves.
 func TestRedisRestart(t *testing.T) {
+	t.Parallel()
 	r := testenv.StartRedis(t)
 	s := newStack(t, r.URL())
 	sa, sb := testenv.StartSidecar(t, s.env), testenv.StartSidecar(t, s.env)

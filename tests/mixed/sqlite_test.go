@@ -13,6 +13,7 @@ import (
 // anyone: every REST call succeeds, every message gets its new_message, and
 // every row is there.
 func TestSQLiteSharedWithDjangoREST(t *testing.T) {
+	t.Parallel()
 	db := testenv.SQLite(t)
 	s := &stack{t: t, db: db}
 	s.listener = db.CreateUser(t, "listener@example.com", "Lena Listener", "listener")
