@@ -364,8 +364,12 @@ func (c *conn) isStopping() bool {
 	return c.stopping
 }
 
-// errInvalidUTF8 ends a connection whose text frame is not UTF-8.
-var errInvalidUTF8 = errors.New("text frame is not valid UTF-8")
+// errInvalidUTF8 ends a connection whose text frame is not UTF-8;
+// errMessageTimeout one whose message did not arrive whole in time.
+var (
+	errInvalidUTF8    = errors.New("text frame is not valid UTF-8")
+	errMessageTimeout = errors.New("message did not arrive whole within MESSAGE_TIMEOUT")
+)
 
 // readLoop reads and handles client frames; when it stops, the connection
 // ends, and once its socket is closed it leaves its group and the server.
@@ -422,6 +426,10 @@ func (c *conn) readMessage() (typ int, data []byte, charged int64, err error) {
 		if err == io.EOF {
 			break
 		}
+		var ne interface{ Timeout() bool }
+		if errors.As(err, &ne) && ne.Timeout() && !c.isStopping() {
+			return 0, nil, charged, errMessageTimeout
+		}
 		if err != nil {
 			return 0, nil, charged, err
 		}
@@ -447,6 +455,10 @@ func (c *conn) readEnded(err error) {
 		c.srv.metrics.closed("invalid_utf8")
 		c.logger().Info("closed: invalid UTF-8")
 		c.end(websocket.CloseInvalidFramePayloadData, "invalid UTF-8")
+	case errors.Is(err, errMessageTimeout):
+		c.srv.metrics.closed("message_timeout")
+		c.logger().Info("closed: message too slow")
+		c.end(websocket.ClosePolicyViolation, "message took too long")
 	case errors.Is(err, errBusy):
 		c.srv.metrics.drop("memory_budget")
 		c.logger().Warn("closed: memory budget spent while reading a frame")

@@ -89,7 +89,9 @@ func TestTrickledMessageClosed(t *testing.T) {
 		}
 	}()
 	start := time.Now()
-	tc.closeCode()
+	if code := tc.closeCode(); code != websocket.ClosePolicyViolation {
+		t.Errorf("close code %d, want 1008", code)
+	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("connection lasted %v with a message trickling in", d)
 	}

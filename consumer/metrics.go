@@ -65,7 +65,7 @@ func newMetrics(reg prometheus.Registerer, mem *budget) *metrics {
 			Name: "sidecar_connection_drops_total", Help: "Connections closed for falling behind, by reason (send_queue, memory_budget).",
 		}, []string{"reason"}),
 		closes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sidecar_connection_closes_total", Help: "Connections closed by a limit, by reason (frame_too_big, invalid_utf8, timeout, rate_limit).",
+			Name: "sidecar_connection_closes_total", Help: "Connections closed by a limit, by reason (frame_too_big, invalid_utf8, message_timeout, timeout: no pong, rate_limit).",
 		}, []string{"reason"}),
 		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sidecar_rate_limited_frames_total", Help: "Client frames refused by the per-connection rate limit.",
