@@ -7,6 +7,7 @@ package docs_test
 
 import (
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -376,4 +377,43 @@ func slugify(text string) string {
 	s := strings.ToLower(strings.TrimSpace(b.String()))
 	s = notSlugChar.ReplaceAllString(s, "")
 	return strings.ReplaceAll(s, " ", "-")
+}
+
+// README's Metrics section names every series the code declares.
+func TestReadmeListsEveryMetric(t *testing.T) {
+	root := repoRoot(t)
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	declared := regexp.MustCompile(`Name:\s*"(sidecar_[a-z_]+)"`)
+	found := 0
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == ".git" || d.Name() == "tests") {
+			return filepath.SkipDir
+		}
+		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, m := range declared.FindAllSubmatch(src, -1) {
+			found++
+			if !strings.Contains(string(readme), "`"+string(m[1])) {
+				t.Errorf("README does not list the metric %s (declared in %s)", m[1], path)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if found < 20 {
+		t.Fatalf("found only %d metric declarations; the pattern is stale", found)
+	}
 }
