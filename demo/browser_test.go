@@ -24,7 +24,13 @@ const blockedFileText = "You cannot send files to this user because they have bl
 // message reaches the listener's pane; after "block" the talker's pane shows
 // the blocked errors (text, file) and the listener's pane gets nothing, and
 // a reconnection is refused; after "unblock" the next message and a file
-// arrive, and the file link serves the file. Set DEMO_SCREENSHOTS=<dir> to keep screenshots.
+// arrive, and the file link serves the file. Along the way the listener's
+// inbox (section 10) shows the conversation on load and its preview after
+// a message. Then a conversation request (section 11): the second talker
+// opens one, the listener's notifications show it, the listener accepts,
+// the talker's notifications show conversation_accepted and the inbox
+// shows the new conversation active. Set DEMO_SCREENSHOTS=<dir> to keep
+// screenshots.
 func TestPageInChromium(t *testing.T) {
 	chromium, err := exec.LookPath("chromium")
 	if err != nil {
@@ -128,9 +134,18 @@ func TestPageInChromium(t *testing.T) {
 		waitFor(role+" has the history", has("#"+role+" .log", "conversation_history (0)"))
 	}
 	t.Logf("page loaded, both panes connected with their history: %v after navigating", time.Since(start).Round(time.Millisecond))
+	// The inbox and both notification feeds are up; the inbox lists the
+	// chat's conversation, with no message yet.
+	for _, id := range []string{"inbox", "listener-notifications", "requester"} {
+		waitFor(id+" is connected", fmt.Sprintf(`document.querySelector("#%s .status")?.textContent === "connected"`, id))
+	}
+	chatItem := fmt.Sprintf(`#inbox .conv[data-id="%d"]`, d.ConversationID)
+	waitFor("the inbox lists the chat's conversation", has(chatItem, "Tom Talker")+" && "+has(chatItem, "No messages yet"))
+	waitFor("the inbox frame is logged", has("#inbox .log", "conversation_list (1)"))
 	send("Hello from Tom")
 	waitFor("the listener's pane shows the talker's message", has("#listener .messages", "Hello from Tom"))
 	waitFor("the talker's pane shows its own message", has("#talker .messages", "Hello from Tom"))
+	waitFor("the inbox shows the message as the preview", has(chatItem+" .preview", "Hello from Tom")+" && "+has(chatItem, "1 message"))
 	shot("1-chatting")
 
 	// T1, T2: blocked; the talker gets the error, the listener nothing.
@@ -208,6 +223,30 @@ func TestPageInChromium(t *testing.T) {
 	}
 	waitFor("the listener's read receipt reaches the talker", `document.querySelector("#talker .msg.mine .read")?.textContent.includes("read") && !document.querySelector("#talker .msg.mine .read").textContent.includes("unread")`)
 	shot("3-unblocked")
+
+	// A conversation request: the second talker opens one, the listener
+	// accepts it.
+	requestStart := time.Now()
+	run("the second talker opens a conversation request",
+		chromedp.SetValue(chromedp.CSS("#requester .initial"), "Hi Lena, can we talk?"),
+		chromedp.Click(chromedp.CSS("#requester .open")))
+	waitFor("the request is created", has("#requester .result", "created (pending)"))
+	request := `#listener-notifications .note[data-type="conversation_request"]`
+	waitFor("the listener's notifications show the request",
+		has(request, "New conversation request from Nora Newcomer")+" && "+has(request+" blockquote", "Hi Lena, can we talk?"))
+	noraItem := func(status string) string {
+		return fmt.Sprintf(`[...document.querySelectorAll("#inbox .conv")].some((li) => li.textContent.includes("Nora Newcomer") && li.dataset.status === %q)`, status)
+	}
+	waitFor("the inbox lists the request as pending", noraItem("pending"))
+	shot("4-requested")
+	run("the listener accepts", chromedp.Click(chromedp.CSS(request+" .accept")))
+	waitFor("the listener's side says it is accepted", has(request+" .outcome", "active"))
+	accepted := `#requester .note[data-type="conversation_accepted"]`
+	waitFor("the talker's notifications show conversation_accepted", has(accepted, "Your conversation request was accepted by Lena Listener"))
+	waitFor("the inbox shows the new conversation as active", noraItem("active"))
+	waitFor("the chat's conversation is still listed", has(chatItem, "Tom Talker"))
+	t.Logf("request, notification, accept, inbox: %v", time.Since(requestStart).Round(time.Millisecond))
+	shot("5-accepted")
 }
 
 // paneText is the page's panes as text, for failure messages.

@@ -1,9 +1,11 @@
 // Package demo is `sidecar demo`: a fresh SQLite database with Django's
-// schema, a listener, a talker and an active conversation between them,
-// access tokens minted as SimpleJWT mints them, and the sidecar serving
-// them with a page (/demo/) that shows both participants side by side. It
-// exists for a newcomer's first five minutes and for the browser test; the
-// routes it adds (/demo/..., /media/) exist only in demo mode.
+// schema, a listener, a talker and an active conversation between them, a
+// second talker who has none yet, access tokens minted as SimpleJWT mints
+// them, and the sidecar serving them with a page (/demo/) that shows both
+// participants side by side, the listener's live conversation list and
+// everyone's notifications. It exists for a newcomer's first five minutes
+// and for the browser test; the routes it adds (/demo/..., /media/) exist
+// only in demo mode.
 package demo
 
 import (
@@ -35,7 +37,7 @@ type Options struct {
 	Overwrite bool
 }
 
-// Participant is one side of the demo conversation.
+// Participant is one of the demo's users.
 type Participant struct {
 	ID    int64  `json:"id"`
 	Email string `json:"email"`
@@ -53,12 +55,16 @@ type Demo struct {
 	ConversationID int64
 	Listener       Participant
 	Talker         Participant
+	// Requester is a second talker with no conversation yet: the page's
+	// conversation requests are theirs, to Listener, so that the
+	// listener's one inbox shows both the chat and the request.
+	Requester Participant
 
 	ownDir bool
 }
 
-// Prepare creates the database from the embedded schema, seeds the two
-// users and their conversation and mints their tokens.
+// Prepare creates the database from the embedded schema, seeds the three
+// users and the conversation and mints their tokens.
 func Prepare(ctx context.Context, opts Options) (_ *Demo, err error) {
 	d := &Demo{Dir: opts.Dir, DBPath: opts.DBPath, SecretKey: newSecretKey()}
 	if d.Dir == "" {
@@ -97,8 +103,9 @@ func Prepare(ctx context.Context, opts Options) (_ *Demo, err error) {
 		return nil, fmt.Errorf("seed %s: %w", d.DBPath, err)
 	}
 	now := time.Now()
-	d.Listener.Token = auth.MintAccess(d.SecretKey, d.Listener.ID, now, TokenLifetime)
-	d.Talker.Token = auth.MintAccess(d.SecretKey, d.Talker.ID, now, TokenLifetime)
+	for _, p := range []*Participant{&d.Listener, &d.Talker, &d.Requester} {
+		p.Token = auth.MintAccess(d.SecretKey, p.ID, now, TokenLifetime)
+	}
 	return d, nil
 }
 
@@ -136,6 +143,7 @@ func (d *Demo) seed(ctx context.Context, db *sql.DB) error {
 	users := []*Participant{
 		{Email: "lena@example.com", Name: "Lena Listener", Role: "listener"},
 		{Email: "tom@example.com", Name: "Tom Talker", Role: "talker"},
+		{Email: "nora@example.com", Name: "Nora Newcomer", Role: "talker"},
 	}
 	for _, u := range users {
 		id, err := fx.User(ctx, fixture.User{Email: u.Email, FullName: u.Name, Type: u.Role})
@@ -144,7 +152,7 @@ func (d *Demo) seed(ctx context.Context, db *sql.DB) error {
 		}
 		u.ID = id
 	}
-	d.Listener, d.Talker = *users[0], *users[1]
+	d.Listener, d.Talker, d.Requester = *users[0], *users[1], *users[2]
 	id, err := fx.Conversation(ctx, fixture.Conversation{ListenerID: d.Listener.ID, TalkerID: d.Talker.ID, Status: "active"})
 	d.ConversationID = id
 	return err

@@ -24,9 +24,10 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 	force := fl.Bool("force", false, "replace the -db file if it exists")
 	fl.Usage = func() {
 		fmt.Fprintln(stderr, "usage: sidecar demo [-db path] [-force]")
-		fmt.Fprintln(stderr, "Serves the chat WebSocket on a new SQLite database with a listener, a talker and")
-		fmt.Fprintln(stderr, "an active conversation, plus a page showing both at /demo/. LISTEN_ADDR (default "+DefaultAddr+")")
-		fmt.Fprintln(stderr, "and ALLOWED_HOSTS (default localhost,127.0.0.1,[::1]) are read from the environment.")
+		fmt.Fprintln(stderr, "Serves the sidecar's sockets on a new SQLite database with a listener, a talker, an")
+		fmt.Fprintln(stderr, "active conversation between them and a second talker, plus a page at /demo/ showing the")
+		fmt.Fprintln(stderr, "chat, the listener's conversation list and the notifications. LISTEN_ADDR (default")
+		fmt.Fprintln(stderr, DefaultAddr+") and ALLOWED_HOSTS (default localhost,127.0.0.1,[::1]) are read from the environment.")
 		fl.PrintDefaults()
 	}
 	if err := fl.Parse(args); err != nil {
@@ -79,13 +80,13 @@ func printReady(w io.Writer, d *Demo, s *Server) {
 	if !d.ownDir || filepath.Dir(d.DBPath) != d.Dir {
 		keep = "kept on exit"
 	}
-	fmt.Fprintf(w, `sidecar demo: Django's schema in a new SQLite file, a listener, a talker and
-an active conversation (#%d) between them.
+	fmt.Fprintf(w, `sidecar demo: Django's schema in a new SQLite file, a listener, a talker,
+an active conversation (#%d) between them, and a second talker with none yet.
   database    %s (%s)
   media       %s
   SECRET_KEY  %s
 
-Open both participants side by side:
+Open the page (chat, the listener's conversation list, notifications, requests):
   %s
 
 Or connect any WebSocket client (tokens valid %d days):
@@ -93,9 +94,13 @@ Or connect any WebSocket client (tokens valid %d days):
     %s
   talker    %s <%s>, user %d
     %s
+  talker    %s <%s>, user %d (no conversation yet)
+    %s
+Each token opens /ws/conversations/ and /ws/notifications/ the same way.
 
 Ready. Ctrl-C stops the demo.
 `, d.ConversationID, d.DBPath, keep, d.MediaRoot, d.SecretKey, s.PageURL(), int(TokenLifetime.Hours()/24),
 		d.Listener.Name, d.Listener.Email, d.Listener.ID, s.WebSocketURL(d, d.Listener),
-		d.Talker.Name, d.Talker.Email, d.Talker.ID, s.WebSocketURL(d, d.Talker))
+		d.Talker.Name, d.Talker.Email, d.Talker.ID, s.WebSocketURL(d, d.Talker),
+		d.Requester.Name, d.Requester.Email, d.Requester.ID, s.BaseURLWS()+notificationsPath(d.Requester))
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"embed"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"mime"
@@ -14,12 +16,14 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/chatsidecar/sidecar/app"
 	"github.com/chatsidecar/sidecar/config"
 	"github.com/chatsidecar/sidecar/consumer"
 	"github.com/chatsidecar/sidecar/djangodb"
 	"github.com/chatsidecar/sidecar/fixture"
+	"github.com/chatsidecar/sidecar/pyjson"
 )
 
 //go:embed web
@@ -42,19 +46,29 @@ type Server struct {
 func (s *Server) PageURL() string { return s.BaseURL + "/demo/" }
 
 // WebSocketURL is the chat WebSocket of the conversation for p.
-func (s *Server) WebSocketURL(d *Demo, p Participant) string {
-	return "ws" + s.BaseURL[len("http"):] + wsPath(d, p)
-}
+func (s *Server) WebSocketURL(d *Demo, p Participant) string { return s.BaseURLWS() + wsPath(d, p) }
+
+// BaseURLWS is BaseURL with the ws scheme.
+func (s *Server) BaseURLWS() string { return "ws" + s.BaseURL[len("http"):] }
 
 func wsPath(d *Demo, p Participant) string {
 	return fmt.Sprintf("/ws/chat/%d/?token=%s", d.ConversationID, url.QueryEscape(p.Token))
 }
 
+// inboxPath is p's conversation list socket (PROTOCOL.md section 10),
+// notificationsPath p's notifications socket (section 11).
+func inboxPath(p Participant) string { return "/ws/conversations/?token=" + url.QueryEscape(p.Token) }
+
+func notificationsPath(p Participant) string {
+	return "/ws/notifications/?token=" + url.QueryEscape(p.Token)
+}
+
 // Serve runs the sidecar on the demo database until ctx is done, with the
 // server's own defaults (package config) and the in-process channel layer,
-// plus what only the demo has: its page, the endpoints behind its block
-// buttons and file serving under MEDIA_URL. ready, when not nil, receives
-// the Server once it listens.
+// plus what only the demo has: its page, the endpoints behind its buttons
+// (block, unblock; request, accept, reject a conversation) and file
+// serving under MEDIA_URL. ready, when not nil, receives the Server once
+// it listens.
 func Serve(ctx context.Context, d *Demo, sc ServeConfig, ready chan<- *Server) error {
 	log := sc.Log
 	if log == nil {
@@ -77,14 +91,20 @@ func Serve(ctx context.Context, d *Demo, sc ServeConfig, ready chan<- *Server) e
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	// The demo's own writes (its block buttons) use a handle of their own.
+	// The demo's own writes (its buttons) use a handle of their own.
 	db, err := djangodb.OpenSQLite(d.DBPath, 2)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
 	h := &handlers{d: d, fx: fixture.New(db, djangodb.SQLite), log: log, hosts: sc.AllowedHosts}
-	a, err := app.New(ctx, cfg, log, app.Options{Routes: func(mux *http.ServeMux) { h.routes(mux, d.MediaRoot) }})
+	a, err := app.New(ctx, cfg, log, app.Options{
+		Routes: func(mux *http.ServeMux) { h.routes(mux, d.MediaRoot) },
+		// The events the REST endpoints send go on the application's own
+		// channel layer. app.App does not hand it out: WrapLayer sees it
+		// while the application is built.
+		WrapLayer: func(l consumer.Layer) consumer.Layer { h.events = l; return l },
+	})
 	if err != nil {
 		return err
 	}
@@ -107,18 +127,28 @@ func urlHost(a *net.TCPAddr) string {
 
 // handlers are the demo-only routes.
 type handlers struct {
-	d     *Demo
-	fx    *fixture.Writer
-	log   *slog.Logger
-	hosts []string // ALLOWED_HOSTS, checked against each request's Host
+	d      *Demo
+	fx     *fixture.Writer
+	events groupSender // the application's channel layer
+	log    *slog.Logger
+	hosts  []string // ALLOWED_HOSTS, checked against each request's Host
+}
+
+// groupSender is what the demo's endpoints need of the channel layer: the
+// REST API's group_send.
+type groupSender interface {
+	GroupSend(ctx context.Context, group string, event pyjson.Object) error
 }
 
 func (h *handlers) routes(mux *http.ServeMux, mediaRoot string) {
 	page, _ := fs.Sub(webFS, "web")
 	mux.Handle("GET /demo/", h.checkHost(http.StripPrefix("/demo/", http.FileServerFS(page))))
 	mux.Handle("GET /demo/config", h.checkHost(http.HandlerFunc(h.config)))
-	mux.Handle("POST /demo/block", h.checkHost(http.HandlerFunc(h.block)))
-	mux.Handle("POST /demo/unblock", h.checkHost(http.HandlerFunc(h.unblock)))
+	mux.Handle("POST /demo/block", h.checkHost(sameOrigin(h.block)))
+	mux.Handle("POST /demo/unblock", h.checkHost(sameOrigin(h.unblock)))
+	mux.Handle("POST /demo/conversations", h.checkHost(sameOrigin(h.request)))
+	mux.Handle("POST /demo/conversations/{id}/accept", h.checkHost(sameOrigin(h.answer("accept"))))
+	mux.Handle("POST /demo/conversations/{id}/reject", h.checkHost(sameOrigin(h.answer("reject"))))
 	// MEDIA_URL, so the file links of file messages open.
 	mux.Handle("GET /media/", h.checkHost(safeMedia(http.StripPrefix("/media/", http.FileServer(http.Dir(mediaRoot))))))
 	mux.Handle("GET /{$}", http.RedirectHandler("/demo/", http.StatusFound))
@@ -151,9 +181,21 @@ func safeMedia(next http.Handler) http.Handler {
 	})
 }
 
+// pageParticipant is a user as the page sees it: who, and the paths of
+// their sockets (ws_path, the chat's, only for the chat's two).
 type pageParticipant struct {
 	Participant
-	WSPath string `json:"ws_path"`
+	WSPath            string `json:"ws_path,omitempty"`
+	InboxPath         string `json:"inbox_path"`
+	NotificationsPath string `json:"notifications_path"`
+}
+
+func (h *handlers) page(p Participant, chat bool) pageParticipant {
+	pp := pageParticipant{Participant: p, InboxPath: inboxPath(p), NotificationsPath: notificationsPath(p)}
+	if chat {
+		pp.WSPath = wsPath(h.d, p)
+	}
+	return pp
 }
 
 func (h *handlers) config(w http.ResponseWriter, r *http.Request) {
@@ -165,18 +207,15 @@ func (h *handlers) config(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, map[string]any{
 		"conversation_id": h.d.ConversationID,
 		"blocked":         blocked,
-		"listener":        pageParticipant{h.d.Listener, wsPath(h.d, h.d.Listener)},
-		"talker":          pageParticipant{h.d.Talker, wsPath(h.d, h.d.Talker)},
+		"listener":        h.page(h.d.Listener, true),
+		"talker":          h.page(h.d.Talker, true),
+		"requester":       h.page(h.d.Requester, false),
 	})
 }
 
 // block inserts the block row as POST /api/listener/profiles/block_talker/
 // does for the listener: [T1] of docs/PROTOCOL.md section 9.
 func (h *handlers) block(w http.ResponseWriter, r *http.Request) {
-	if !sameOrigin(r) {
-		http.Error(w, "cross-origin request refused", http.StatusForbidden)
-		return
-	}
 	created, err := h.fx.Block(r.Context(), h.d.Listener.ID, h.d.Talker.ID)
 	if err != nil {
 		h.fail(w, err)
@@ -188,10 +227,6 @@ func (h *handlers) block(w http.ResponseWriter, r *http.Request) {
 
 // unblock deletes it, as .../unblock_talker/ does: [T5].
 func (h *handlers) unblock(w http.ResponseWriter, r *http.Request) {
-	if !sameOrigin(r) {
-		http.Error(w, "cross-origin request refused", http.StatusForbidden)
-		return
-	}
 	deleted, err := h.fx.Unblock(r.Context(), h.d.Listener.ID, h.d.Talker.ID)
 	if err != nil {
 		h.fail(w, err)
@@ -201,14 +236,172 @@ func (h *handlers) unblock(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, map[string]any{"blocked": false, "deleted": deleted})
 }
 
-// sameOrigin refuses a browser POST made by another site's page.
-func sameOrigin(r *http.Request) bool {
-	o := r.Header.Get("Origin")
-	if o == "" {
-		return true
+// maxRequestBody bounds the JSON body of POST /demo/conversations.
+const maxRequestBody = 64 << 10
+
+// request writes the conversation the requester (the second talker) asks
+// the listener for, as POST /api/chat/conversations/ does for a talker
+// ({"listener_id", "initial_message"}; here {"initial_message"}, the pair
+// being the demo's): get_or_create on the pair with status pending, a
+// pending one taking the new initial_message; 201 and conversation_request
+// to user_<listener>_notifications when it was created, 200 otherwise.
+// Then, when a row changed, conversation_update for both users' lists.
+func (h *handlers) request(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		InitialMessage string `json:"initial_message"`
 	}
-	u, err := url.Parse(o)
-	return err == nil && u.Host == r.Host
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRequestBody))
+	if err := dec.Decode(&body); err != nil && !errors.Is(err, io.EOF) {
+		writeJSONStatus(w, http.StatusBadRequest, map[string]any{"error": "body: " + err.Error()})
+		return
+	}
+	talker, listener := h.d.Requester, h.d.Listener
+	req, err := h.fx.RequestConversation(r.Context(), listener.ID, talker.ID, body.InitialMessage)
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	if req.Created {
+		// chat/views.py create_conversation's event, key for key.
+		err := h.events.GroupSend(r.Context(), "user_"+itoa(listener.ID)+"_notifications", pyjson.Object{
+			{Key: "type", Value: "conversation_request"},
+			{Key: "conversation_id", Value: req.ID},
+			{Key: "talker_id", Value: talker.ID},
+			{Key: "talker_email", Value: talker.Email},
+			{Key: "talker_name", Value: displayName(talker)},
+			{Key: "initial_message", Value: body.InitialMessage},
+			{Key: "created_at", Value: isoformat(req.CreatedAt)},
+		})
+		if err != nil {
+			h.fail(w, err)
+			return
+		}
+	}
+	if req.Created || req.Updated {
+		if err := h.conversationUpdated(r.Context(), req.ID, listener.ID, talker.ID); err != nil {
+			h.fail(w, err)
+			return
+		}
+	}
+	h.log.Info("demo: conversation requested", "conversation", req.ID, "created", req.Created, "status", req.Status)
+	code := http.StatusOK
+	if req.Created {
+		code = http.StatusCreated
+	}
+	writeJSONStatus(w, code, map[string]any{
+		"conversation_id": req.ID, "status": req.Status, "created": req.Created, "notified": req.Created,
+	})
+}
+
+// answer is the listener's accept or reject, as POST
+// /api/chat/conversations/<id>/accept/ (or reject/) does: a pending
+// conversation of the listener's becomes active with accepted_at (or
+// rejected with rejected_at), and conversation_accepted (or _rejected)
+// goes to user_<talker>_notifications; the endpoint's refusals are 404,
+// 403 and 400 with its texts. Then conversation_update for both lists.
+func (h *handlers) answer(verb string) http.HandlerFunc {
+	write, status, kind, column := h.fx.AcceptConversation, "active", "conversation_accepted", "accepted_at"
+	if verb == "reject" {
+		write, status, kind, column = h.fx.RejectConversation, "rejected", "conversation_rejected", "rejected_at"
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+		if err != nil {
+			http.NotFound(w, r)
+			return
+		}
+		listener := h.d.Listener // the demo answers as its listener
+		done, err := write(r.Context(), id, listener.ID)
+		var notListener *fixture.NotListenerError
+		var notPending *fixture.NotPendingError
+		switch {
+		case errors.Is(err, fixture.ErrNoConversation):
+			writeJSONStatus(w, http.StatusNotFound, map[string]any{"detail": "Not found."})
+			return
+		case errors.As(err, &notListener):
+			writeJSONStatus(w, http.StatusForbidden, map[string]any{"error": err.Error()})
+			return
+		case errors.As(err, &notPending):
+			writeJSONStatus(w, http.StatusBadRequest, map[string]any{"error": err.Error()})
+			return
+		case err != nil:
+			h.fail(w, err)
+			return
+		}
+		at := isoformat(done.At)
+		// chat/views.py _answer's event: its keys, then type and the time
+		// (event.update), in that order.
+		err = h.events.GroupSend(r.Context(), "user_"+itoa(done.TalkerID)+"_notifications", pyjson.Object{
+			{Key: "conversation_id", Value: id},
+			{Key: "listener_id", Value: listener.ID},
+			{Key: "listener_email", Value: listener.Email},
+			{Key: "listener_name", Value: displayName(listener)},
+			{Key: "type", Value: kind},
+			{Key: column, Value: at},
+		})
+		if err == nil {
+			err = h.conversationUpdated(r.Context(), id, listener.ID, done.TalkerID)
+		}
+		if err != nil {
+			h.fail(w, err)
+			return
+		}
+		h.log.Info("demo: conversation answered", "conversation", id, "status", status)
+		writeJSON(w, map[string]any{"conversation_id": id, "status": status, column: at})
+	}
+}
+
+// conversationUpdated sends conversation_update for the conversation to
+// both users' conversation-list groups, as the chat does after a message
+// (PROTOCOL.md section 7), so their inboxes show the change at once.
+// Django's create/accept/reject endpoints send none: with them an open
+// list learns of the change with the conversation's next message.
+func (h *handlers) conversationUpdated(ctx context.Context, id int64, userIDs ...int64) error {
+	for _, u := range userIDs {
+		err := h.events.GroupSend(ctx, "user_"+itoa(u)+"_conversations", pyjson.Object{
+			{Key: "type", Value: "conversation_update"},
+			{Key: "conversation_id", Value: id},
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// displayName is chat/consumers.py's display_name: full_name, or the email
+// when that is empty.
+func displayName(p Participant) string {
+	if p.Name != "" {
+		return p.Name
+	}
+	return p.Email
+}
+
+// isoformat is Python's datetime.isoformat() of an aware UTC datetime, as
+// the REST endpoints print created_at, accepted_at and rejected_at:
+// microseconds only when non-zero.
+func isoformat(t time.Time) string {
+	t = t.UTC()
+	if t.Nanosecond()/1000 == 0 {
+		return t.Format("2006-01-02T15:04:05+00:00")
+	}
+	return t.Format("2006-01-02T15:04:05.000000+00:00")
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// sameOrigin refuses a browser POST made by another site's page.
+func sameOrigin(next http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if o := r.Header.Get("Origin"); o != "" {
+			if u, err := url.Parse(o); err != nil || u.Host != r.Host {
+				http.Error(w, "cross-origin request refused", http.StatusForbidden)
+				return
+			}
+		}
+		next(w, r)
+	})
 }
 
 func (h *handlers) fail(w http.ResponseWriter, err error) {
@@ -216,8 +409,11 @@ func (h *handlers) fail(w http.ResponseWriter, err error) {
 	http.Error(w, "Internal server error", http.StatusInternalServerError)
 }
 
-func writeJSON(w http.ResponseWriter, v any) {
+func writeJSON(w http.ResponseWriter, v any) { writeJSONStatus(w, http.StatusOK, v) }
+
+func writeJSONStatus(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(v)
 }
