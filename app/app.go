@@ -33,6 +33,7 @@ import (
 	"github.com/chatsidecar/sidecar/mediastore"
 	"github.com/chatsidecar/sidecar/memlayer"
 	"github.com/chatsidecar/sidecar/pgfeed"
+	"github.com/chatsidecar/sidecar/pyjson"
 	"github.com/chatsidecar/sidecar/redislayer"
 )
 
@@ -152,6 +153,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options)
 // Handler is the public listener's handler: WebSocket routes, health
 // endpoints and what Options.Routes added.
 func (a *App) Handler() http.Handler { return a.handler }
+
+// GroupSend sends event to group on the application's channel layer, the
+// one its consumers listen on, as a Python producer (the REST API) does.
+func (a *App) GroupSend(ctx context.Context, group string, event pyjson.Object) error {
+	return a.layer.GroupSend(ctx, group, event)
+}
 
 // AdminAddr is the admin listener's address ("" without ADMIN_ADDR).
 func (a *App) AdminAddr() string {

@@ -98,17 +98,12 @@ func Serve(ctx context.Context, d *Demo, sc ServeConfig, ready chan<- *Server) e
 	}
 	defer db.Close()
 	h := &handlers{d: d, fx: fixture.New(db, djangodb.SQLite), log: log, hosts: sc.AllowedHosts}
-	a, err := app.New(ctx, cfg, log, app.Options{
-		Routes: func(mux *http.ServeMux) { h.routes(mux, d.MediaRoot) },
-		// The events the REST endpoints send go on the application's own
-		// channel layer. app.App does not hand it out: WrapLayer sees it
-		// while the application is built.
-		WrapLayer: func(l consumer.Layer) consumer.Layer { h.events = l; return l },
-	})
+	a, err := app.New(ctx, cfg, log, app.Options{Routes: func(mux *http.ServeMux) { h.routes(mux, d.MediaRoot) }})
 	if err != nil {
 		return err
 	}
 	defer a.Close()
+	h.events = a // the events the REST endpoints send, on the application's layer
 	if ready != nil {
 		ready <- s
 	}
