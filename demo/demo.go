@@ -67,6 +67,15 @@ type Demo struct {
 // users and the conversation and mints their tokens.
 func Prepare(ctx context.Context, opts Options) (_ *Demo, err error) {
 	d := &Demo{Dir: opts.Dir, DBPath: opts.DBPath, SecretKey: newSecretKey()}
+	if d.Dir == "" && d.DBPath != "" {
+		// A database to keep keeps its files beside it, as Django's
+		// MEDIA_ROOT beside db.sqlite3.
+		abs, err := filepath.Abs(d.DBPath)
+		if err != nil {
+			return nil, err
+		}
+		d.Dir = filepath.Dir(abs)
+	}
 	if d.Dir == "" {
 		if d.Dir, err = os.MkdirTemp("", "sidecar-demo-"); err != nil {
 			return nil, err

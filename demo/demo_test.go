@@ -158,3 +158,32 @@ func TestMintAccessExpiry(t *testing.T) {
 		t.Fatalf("claims %s", claims)
 	}
 }
+
+// A database kept with -db keeps its media beside it, and Close removes
+// neither; without -db both go with the temporary directory.
+func TestKeptDatabaseKeepsMedia(t *testing.T) {
+	dir := t.TempDir()
+	d, err := Prepare(context.Background(), Options{DBPath: filepath.Join(dir, "chat.sqlite3")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(dir, "media"); d.MediaRoot != want {
+		t.Errorf("media %s, want %s beside the database", d.MediaRoot, want)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{d.DBPath, d.MediaRoot} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("%s gone after Close: %v", p, err)
+		}
+	}
+	tmp, err := Prepare(context.Background(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp.Close()
+	if _, err := os.Stat(tmp.MediaRoot); err == nil {
+		t.Errorf("temporary media %s left after Close", tmp.MediaRoot)
+	}
+}

@@ -72,7 +72,11 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 	case s := <-ready:
 		printReady(stdout, d, s)
 	}
-	return <-errc
+	err = <-errc
+	if err == nil {
+		fmt.Fprintln(stdout, "sidecar demo: stopped.")
+	}
+	return err
 }
 
 func printReady(w io.Writer, d *Demo, s *Server) {
