@@ -137,7 +137,12 @@ type groupSender interface {
 
 func (h *handlers) routes(mux *http.ServeMux, mediaRoot string) {
 	page, _ := fs.Sub(webFS, "web")
-	mux.Handle("GET /demo/", h.checkHost(http.StripPrefix("/demo/", http.FileServerFS(page))))
+	// The page's files by name, so that a GET on an endpoint's path is
+	// answered 405 (Allow: POST), not 404.
+	files := h.checkHost(http.StripPrefix("/demo/", http.FileServerFS(page)))
+	for _, p := range []string{"/demo/{$}", "/demo/index.html", "/demo/demo.js", "/demo/demo.css"} {
+		mux.Handle("GET "+p, files)
+	}
 	mux.Handle("GET /demo/config", h.checkHost(http.HandlerFunc(h.config)))
 	mux.Handle("POST /demo/block", h.checkHost(sameOrigin(h.block)))
 	mux.Handle("POST /demo/unblock", h.checkHost(sameOrigin(h.unblock)))

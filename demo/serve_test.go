@@ -80,6 +80,8 @@ func TestDemoChecksHost(t *testing.T) {
 		{"POST", "/demo/conversations/1/accept", "attacker.example", http.StatusBadRequest},
 		{"POST", "/demo/conversations/1/reject", "attacker.example", http.StatusBadRequest},
 		{"GET", "/healthz", "attacker.example", http.StatusOK}, // the server's own, for probes
+		{"GET", "/demo/block", "", http.StatusMethodNotAllowed},
+		{"GET", "/demo/demo.js", "", http.StatusOK},
 	} {
 		if got := request(t, tc.method, s.BaseURL+tc.path, tc.host).StatusCode; got != tc.want {
 			t.Errorf("%s %s (Host %q): %d, want %d", tc.method, tc.path, tc.host, got, tc.want)
