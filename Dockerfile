@@ -8,7 +8,9 @@
 # GOPROXY is the module proxy (Go's default when unset); tests/container
 # builds offline with GOPROXY=off and the host's module cache mounted at
 # /go/pkg/mod. HEALTHCHECK is kept in Docker's image format only: build with
-# podman build --format docker.
+# podman build --format docker. The Go build cache is a cache mount, so a
+# rebuild compiles only what changed (Docker needs BuildKit for it, its
+# default builder since Docker 23).
 ARG GO_IMAGE=docker.io/library/golang:1.26-bookworm
 
 FROM ${GO_IMAGE} AS build
