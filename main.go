@@ -31,6 +31,8 @@ func main() {
 		os.Exit(runDemo(args))
 	case "check":
 		os.Exit(runCheck(args, os.Stdout, os.Stderr))
+	case "healthcheck":
+		os.Exit(runHealthcheck(args, os.Stderr))
 	case "version":
 		printVersion(os.Stdout)
 		return
@@ -106,6 +108,7 @@ Commands:
   check      check the deployment without serving: database schema, change
              feed, Redis, MEDIA_ROOT and, with -token, an access token; one
              line per check, exit status 1 if any fails
+  healthcheck GET /healthz on LISTEN_ADDR: exit status 0 on 200, else 1
   demo       a self-contained demo on a new SQLite database (sidecar demo -h)
   version    print the version and build information
 
