@@ -7,10 +7,9 @@
 # newer) on PATH and the CA bundle at /etc/ssl/certs/ca-certificates.crt.
 # GOPROXY is the module proxy (Go's default when unset); tests/container
 # builds offline with GOPROXY=off and the host's module cache mounted at
-# /go/pkg/mod. HEALTHCHECK is kept in Docker's image format only: build with
-# podman build --format docker. The Go build cache is a cache mount, so a
-# rebuild compiles only what changed (Docker needs BuildKit for it, its
-# default builder since Docker 23).
+# /go/pkg/mod and the host's build cache at /root/.cache/go-build.
+# HEALTHCHECK is kept in Docker's image format only: build with
+# podman build --format docker.
 ARG GO_IMAGE=docker.io/library/golang:1.26-bookworm
 
 FROM ${GO_IMAGE} AS build
@@ -20,8 +19,7 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN --mount=type=cache,target=/root/.cache/go-build \
-    go build -trimpath -ldflags='-s -w' -o /out/sidecar . \
+RUN go build -trimpath -ldflags='-s -w' -o /out/sidecar . \
  && mkdir -p /out/root/etc /out/root/media /out/root/tmp \
  && echo 'sidecar:x:65532:65532:sidecar:/nonexistent:/sbin/nologin' >/out/root/etc/passwd \
  && echo 'sidecar:x:65532:' >/out/root/etc/group \

@@ -44,11 +44,12 @@ fi
 # Debian's Chromium, which the demo page's browser test drives (demo/browser_test.go).
 command -v chromium >/dev/null || apt_install chromium
 
-# Debian's podman, runc and debootstrap, with which tests/container builds the
-# Dockerfile offline (on a base image made by debootstrap) and runs it.
+# Debian's podman, runc and static busybox, with which tests/container builds
+# the Dockerfile offline (on a base image of busybox and the host's Go) and
+# runs it.
 command -v podman >/dev/null || apt_install podman
 [ -x /usr/sbin/runc ] || command -v runc >/dev/null || apt_install runc
-[ -x /usr/sbin/debootstrap ] || command -v debootstrap >/dev/null || apt_install debootstrap
+dpkg -s busybox-static >/dev/null 2>&1 || apt_install busybox-static
 
 # Debian's Prometheus, which tests run as their own process on a free port
 # (tests/testenv/prometheus.go); its recommended node exporter is not needed.

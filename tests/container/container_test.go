@@ -5,14 +5,14 @@
 // file and talks to it as a client and as the container runtime would.
 //
 // No container registry is needed. The build stage's image is a local
-// stand-in for docker.io/library/golang:<go>-bookworm: Debian bookworm from
-// debootstrap with the host's Go toolchain and CA bundle, imported once and
+// stand-in for docker.io/library/golang:<go>-bookworm: Debian's static
+// busybox with the host's Go toolchain and CA bundle, imported once and
 // kept under its tag (podman rmi it to rebuild it). Modules come from the
-// host's module cache, mounted read-only; the Go build cache lives in the
-// Dockerfile's cache mount, so a second run builds in seconds.
+// host's module cache, mounted read-only, and compiled packages from the
+// host's build cache, which the host warms with the same flags first.
 //
-// It needs root, podman, runc and, for the first run, debootstrap; without
-// them it is skipped (failed under the test command, scripts/test.sh).
+// It needs root, podman, runc and busybox-static; without them it is
+// skipped (failed under the test command, scripts/test.sh).
 package container_test
 
 import (
@@ -46,8 +46,8 @@ func TestMain(m *testing.M) { testenv.Run(m) }
 const (
 	// imageUser is the Dockerfile's USER, uid and gid.
 	imageUser = 65532
-	// baseTimeout bounds building the base image (debootstrap and import);
-	// buildTimeout the image's build (a cold one compiles everything).
+	// baseTimeout bounds building the base image (copies and an import);
+	// buildTimeout the image's build.
 	baseTimeout  = 15 * time.Minute
 	buildTimeout = 15 * time.Minute
 	// startTimeout bounds the container's start until /healthz answers.
@@ -57,10 +57,7 @@ const (
 	stopSeconds = 30
 	// commandTimeout bounds every other podman command.
 	commandTimeout = 2 * time.Minute
-	// defaultMirror is the Debian mirror debootstrap uses unless
-	// TEST_DEBIAN_MIRROR names another.
-	defaultMirror = "http://deb.debian.org/debian"
-	secret        = "container-test-secret"
+	secret         = "container-test-secret"
 )
 
 func TestImage(t *testing.T) {
@@ -188,7 +185,7 @@ type podman struct{ conf string }
 func requirePodman(t *testing.T) podman {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		testenv.Unavailable(t, "the container test needs root (rootful podman, debootstrap)")
+		testenv.Unavailable(t, "the container test needs root (rootful podman)")
 	}
 	for _, bin := range []string{"podman", "runc"} {
 		if _, err := lookPath(bin); err != nil {
@@ -203,7 +200,7 @@ func requirePodman(t *testing.T) podman {
 }
 
 // lookPath finds a command on PATH or in the sbin directories, where
-// Debian installs runc and debootstrap.
+// Debian installs runc.
 func lookPath(bin string) (string, error) {
 	if path, err := exec.LookPath(bin); err == nil {
 		return path, nil
@@ -278,16 +275,16 @@ func (p podman) exists(image string) bool {
 }
 
 // baseImage returns the build stage's image, a local stand-in for
-// docker.io/library/golang:<go>-bookworm built on first use: Debian
-// bookworm (debootstrap, minbase) with the host's Go toolchain at
-// /usr/local/go and its CA bundle, configured as the official image is.
-// It is kept for later runs; a lock keeps concurrent runs from building it
-// twice.
+// docker.io/library/golang:<go>-bookworm built on first use from what the
+// host has (no registry is reachable here): Debian's static busybox as the
+// shell the Dockerfile's RUN lines need, the host's Go toolchain at
+// /usr/local/go, and its CA bundle. It takes seconds and is kept for later
+// runs; a lock keeps concurrent runs from building it twice.
 func baseImage(t *testing.T, p podman) string {
 	t.Helper()
 	env := goEnv(t, "GOROOT", "GOVERSION")
 	goroot, version := env[0], strings.TrimPrefix(env[1], "go")
-	tag := "localhost/golang:" + version + "-bookworm"
+	tag := "localhost/golang:" + version + "-busybox"
 	if p.exists(tag) {
 		t.Logf("base image %s: present", tag)
 		return tag
@@ -297,26 +294,30 @@ func baseImage(t *testing.T, p podman) string {
 	if p.exists(tag) {
 		return tag
 	}
-	debootstrap, err := lookPath("debootstrap")
-	if err != nil {
-		testenv.Unavailable(t, "debootstrap not found (it builds the base image %s): apt-get install debootstrap", tag)
+	const busybox = "/bin/busybox"
+	if _, err := os.Stat(busybox); err != nil {
+		testenv.Unavailable(t, "no static busybox at %s (it is the base image's shell): apt-get install busybox-static", busybox)
 	}
 	const caBundle = "/etc/ssl/certs/ca-certificates.crt"
 	if _, err := os.Stat(caBundle); err != nil {
 		testenv.Unavailable(t, "no CA bundle at %s: apt-get install ca-certificates", caBundle)
 	}
-	mirror := os.Getenv("TEST_DEBIAN_MIRROR")
-	if mirror == "" {
-		mirror = defaultMirror
-	}
 	began := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), baseTimeout)
 	defer cancel()
 	rootfs := filepath.Join(t.TempDir(), "rootfs")
+	for _, dir := range []string{"bin", "tmp", "root", "etc/ssl/certs", "usr/local", "go"} {
+		if err := os.MkdirAll(filepath.Join(rootfs, dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(filepath.Join(rootfs, "tmp"), 0o1777); err != nil {
+		t.Fatal(err)
+	}
 	for _, argv := range [][]string{
-		{debootstrap, "--variant=minbase", "bookworm", rootfs, mirror},
+		{"cp", busybox, filepath.Join(rootfs, "bin/busybox")},
+		{filepath.Join(rootfs, "bin/busybox"), "--install", "-s", filepath.Join(rootfs, "bin")},
 		{"cp", "-a", goroot, filepath.Join(rootfs, "usr/local/go")},
-		{"mkdir", "-p", filepath.Join(rootfs, filepath.Dir(caBundle))},
 		{"cp", caBundle, filepath.Join(rootfs, caBundle)},
 	} {
 		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
@@ -324,11 +325,29 @@ func baseImage(t *testing.T, p podman) string {
 			t.Fatalf("base image %s: %s: %v\n%s", tag, strings.Join(argv, " "), err, lastLines(out, 20))
 		}
 	}
+	// busybox --install links to where it was run from: make the links
+	// point at the image's own /bin/busybox.
+	links, err := os.ReadDir(filepath.Join(rootfs, "bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range links {
+		if l.Name() == "busybox" {
+			continue
+		}
+		p := filepath.Join(rootfs, "bin", l.Name())
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink("busybox", p); err != nil {
+			t.Fatal(err)
+		}
+	}
 	tar := exec.CommandContext(ctx, "tar", "-C", rootfs, "-c", ".")
 	imp := p.command(ctx, "import",
-		"--change", "ENV PATH=/go/bin:/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-		"--change", "ENV GOPATH=/go", "--change", "ENV GOTOOLCHAIN=local",
-		"--change", "WORKDIR /go", "--change", `CMD ["bash"]`, "-", tag)
+		"--change", "ENV PATH=/go/bin:/usr/local/go/bin:/bin",
+		"--change", "ENV GOPATH=/go", "--change", "ENV GOTOOLCHAIN=local", "--change", "ENV HOME=/root",
+		"--change", "WORKDIR /go", "--change", `CMD ["sh"]`, "-", tag)
 	var tarErr, impOut bytes.Buffer
 	tar.Stderr = &tarErr
 	imp.Stdout, imp.Stderr = &impOut, &impOut
@@ -359,14 +378,25 @@ func buildImage(t *testing.T, p podman, root, base string) string {
 	if out, err := download.CombinedOutput(); err != nil {
 		t.Fatalf("go mod download: %v\n%s", err, out)
 	}
-	modcache := goEnv(t, "GOMODCACHE")[0]
+	// The image compiles what the host compiles with the same flags; with
+	// -trimpath the build cache does not depend on where the sources are,
+	// so the host's cache serves the build inside (and the host compiles
+	// it once for both).
+	env := goEnv(t, "GOMODCACHE", "GOCACHE")
+	modcache, gocache := env[0], env[1]
+	warm := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", os.DevNull, ".")
+	warm.Dir = root
+	warm.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := warm.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
 	image := "localhost/sidecar-test:" + randomID(t)
 	began := time.Now()
 	out, err := p.output(buildTimeout, "build",
 		"--format", "docker", // OCI images have no HEALTHCHECK
 		"--network", "none", "--pull=never", "--layers=false",
 		"--build-arg", "GO_IMAGE="+base, "--build-arg", "GOPROXY=off",
-		"-v", modcache+":/go/pkg/mod:ro",
+		"-v", modcache+":/go/pkg/mod:ro", "-v", gocache+":/root/.cache/go-build",
 		"-t", image, root)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, lastLines([]byte(out), 20))
