@@ -54,8 +54,9 @@ type conn struct {
 	limiter *rate.Limiter // nil: no rate limit
 	refused int           // frames refused in a row by the limiter; reader only
 
-	done chan struct{} // closed by end: stop producing for this connection
-	gone chan struct{} // closed when the socket is closed
+	done     chan struct{} // closed by end: stop producing for this connection
+	doneOnce sync.Once     // the reader's end and the writer's close may race to close done
+	gone     chan struct{} // closed when the socket is closed
 
 	mu       sync.Mutex
 	ws       *websocket.Conn // set once, after the upgrade
@@ -231,11 +232,7 @@ func (c *conn) finish(code int, reason string, drain bool) {
 	}
 	c.startWriter()
 	c.mu.Unlock()
-	select {
-	case <-c.done:
-	default:
-		close(c.done)
-	}
+	c.doneOnce.Do(func() { close(c.done) })
 }
 
 // write is the writer: it writes queued frames until the queue is empty,
@@ -306,11 +303,7 @@ func (c *conn) closeSocket() {
 	c.writing = false
 	c.mu.Unlock()
 	_ = c.ws.Close()
-	select {
-	case <-c.done:
-	default:
-		close(c.done)
-	}
+	c.doneOnce.Do(func() { close(c.done) })
 	close(c.gone)
 }
 

@@ -34,12 +34,17 @@ func TestConformance(t *testing.T) {
 		t.Fatal("no scenarios/*.txt")
 	}
 	testenv.SidecarBinary(t) // build before the parallel runs start
-	for _, be := range testenv.Backends {
+	// PostgreSQL is played twice: without and with the sidecar's change
+	// feed (its sidecar must run it: FEED=on), the same scenarios.
+	for _, be := range append(testenv.Backends, testenv.FeedBackend) {
 		be := be
 		t.Run(be.Name, func(t *testing.T) {
 			t.Parallel()
 			for _, f := range files {
 				f := f
+				if be.Name == testenv.FeedBackend.Name && !f.readsHistories() {
+					continue // the feed changes only how histories are read
+				}
 				t.Run(f.Name, func(t *testing.T) {
 					t.Parallel()
 					testFile(t, be, f)
@@ -93,10 +98,10 @@ func testFile(t *testing.T, be testenv.Backend, f *File) {
 		sc := sc
 		t.Run(sc.Name, func(t *testing.T) {
 			if pyOnly {
-				checkPython(t, be.Name, sc, res["python"][sc])
+				checkPython(t, engine(be), sc, res["python"][sc])
 				return
 			}
-			compare(t, be.Name, sc, res["python"][sc], res["go"][sc])
+			compare(t, engine(be), sc, res["python"][sc], res["go"][sc])
 		})
 	}
 }
@@ -119,7 +124,7 @@ func playSide(t *testing.T, be testenv.Backend, f *File, name string) transcript
 		}
 		env = append(env, layerEnv(t, be.Name, f.Name, name)...)
 	}
-	s := &side{name: name, backend: be.Name, db: db, media: media}
+	s := &side{name: name, backend: engine(be), db: db, media: media}
 	if name == "python" {
 		s.short = "py"
 		d := testenv.StartDaphne(t, append(env, f.PyEnv...))
@@ -127,7 +132,11 @@ func playSide(t *testing.T, be testenv.Backend, f *File, name string) transcript
 	} else {
 		s.short = "go"
 		d := testenv.StartDaphne(t, env)
-		sc := testenv.StartSidecar(t, append(env, f.GoEnv...))
+		goEnv := append(env, f.GoEnv...)
+		if be.Name == testenv.FeedBackend.Name {
+			goEnv = append(goEnv, "FEED=on")
+		}
+		sc := testenv.StartSidecar(t, goEnv)
 		s.wsAddr, s.rest, s.logs = sc.Addr, d.Addr, sc.Log
 	}
 	if shared {
@@ -314,4 +323,31 @@ func setString(m map[string]bool) string {
 	}
 	sort.Strings(vs)
 	return "{" + strings.Join(vs, ", ") + "}"
+}
+
+// engine is the database engine of a backend, which scenario steps are
+// restricted to ("on postgres"): the feed changes how the sidecar reads,
+// not what the database is.
+func engine(be testenv.Backend) string {
+	if be.Name == testenv.FeedBackend.Name {
+		return "postgres"
+	}
+	return be.Name
+}
+
+// readsHistories reports whether a file connects to the chat, whose
+// connect frames and new_message carry histories: the files the change
+// feed can change anything in.
+func (f *File) readsHistories() bool {
+	for _, sc := range f.Scenarios {
+		for _, st := range sc.Steps {
+			if st.Op == "connect" && !strings.Contains(st.Text, "path=") {
+				return true
+			}
+			if st.Op == "connect" && strings.Contains(st.Text, "path=/ws/chat/") {
+				return true
+			}
+		}
+	}
+	return false
 }
