@@ -360,9 +360,9 @@ type load struct {
 	w          *world
 	answerWait time.Duration
 	talkers    []*talker
-	stopc   chan struct{}
-	stopped sync.Once
-	wg      sync.WaitGroup
+	stopc      chan struct{}
+	stopped    sync.Once
+	wg         sync.WaitGroup
 }
 
 // startLoad connects everyone and starts the talkers; wait is how long a
