@@ -474,6 +474,7 @@ type report struct {
 	inDB                                     int            // sends whose message is in the database
 	refusedSaved, closedSaved                int            // refused or closed, yet in the database
 	lateDelivered                            int            // refused, yet their new_message came later
+	listenerMissed                           int            // acknowledged, not received by a listener closed first
 	refusedBy                                map[string]int // error text → count
 	closedBy                                 map[int]int    // close code → count
 }
@@ -490,9 +491,10 @@ func (r report) String() string {
 	}
 	sort.Strings(codes)
 	return fmt.Sprintf("sent %d, acknowledged %d, refused %d (%s), closed %d (%s), unanswered %d; "+
-		"in the database %d (of them refused %d, closed %d); refused but delivered later %d",
+		"in the database %d (of them refused %d, closed %d); refused but delivered later %d; "+
+		"acknowledged but missed by a listener closed first %d",
 		r.sent, r.acked, r.refused, strings.Join(texts, ", "), r.closed, strings.Join(codes, ", "), r.unanswered,
-		r.inDB, r.refusedSaved, r.closedSaved, r.lateDelivered)
+		r.inDB, r.refusedSaved, r.closedSaved, r.lateDelivered, r.listenerMissed)
 }
 
 // check stops the load and checks what must hold whatever the timing:
@@ -554,7 +556,7 @@ func (l *load) check() report {
 			t.Errorf("message %q in the database was never sent", content)
 		}
 	}
-	l.checkDelivered()
+	r.listenerMissed = l.checkDelivered()
 	t.Logf("counts: %s", r)
 	return r
 }
@@ -589,9 +591,11 @@ func (l *load) savedMessages() map[string]int {
 }
 
 // checkDelivered waits until each listener has every message its talker
-// saw acknowledged: the same group event made both frames. A listener
-// whose connection closed is only held to what it could have received.
-func (l *load) checkDelivered() {
+// saw acknowledged (the same group event made both frames) and returns how
+// many it missed because its connection closed first: a connection being
+// closed takes no more frames, and its client reloads the history when it
+// reconnects.
+func (l *load) checkDelivered() (missedClosed int) {
 	t := l.w.t
 	t.Helper()
 	deadline := time.Now().Add(deliveryWait)
@@ -604,7 +608,11 @@ func (l *load) checkDelivered() {
 				if _, ok := tk.listener.deliveredAt(s.content); ok {
 					break
 				}
-				if _, gone := tk.listener.closeCode(); gone || time.Now().After(deadline) {
+				if _, gone := tk.listener.closeCode(); gone {
+					missedClosed++
+					break
+				}
+				if time.Now().After(deadline) {
 					t.Errorf("%s: %q was acknowledged to its talker but never reached the listener", tk.listener.name, s.content)
 					break
 				}
@@ -612,6 +620,7 @@ func (l *load) checkDelivered() {
 			}
 		}
 	}
+	return missedClosed
 }
 
 // sendsBetween returns every talker's sends that started in [from, to).
