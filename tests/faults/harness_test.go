@@ -117,56 +117,111 @@ type send struct {
 
 func (s *send) latency() time.Duration { return s.end.Sub(s.start) }
 
-// frame is what the tests need of a server frame, or the connection's end.
+// frame is what the tests need of a server frame, or of the connection.
 type frame struct {
-	typ     string // "new_message", "error", ..., or "close"
+	typ     string // "new_message", "error", ..., "close" or "reconnected"
 	text    string // error: its message
 	content string // new_message: latest_message's content
 	sender  int64  // new_message: latest_message's sender id
 	code    int    // close: the close code (1006: none received)
 }
 
-// peer is one WebSocket client. Its reader goroutine records every
-// new_message it receives and, for a talker, queues every frame for the
-// talker's loop.
+// peer is one participant's WebSocket client. Its reader goroutine records
+// every new_message it receives and, for a talker, queues every frame and
+// every end of a connection for the talker's loop. When the server closes
+// the connection, a peer that reconnects dials again until it is let in
+// (as the app does), and what the history it then gets holds counts as
+// received.
 type peer struct {
-	name string
-	user int64
-	ws   *websocket.Conn
+	name      string
+	user      int64
+	url       string
+	reconnect bool
+	queue     bool            // keep frames for a talker's loop
+	stop      <-chan struct{} // ends reconnecting
 
 	mu        sync.Mutex
+	ws        *websocket.Conn
 	inbox     []frame
-	delivered map[string]time.Time // latest_message content → first received
-	code      int                  // close code once closed
-	closedAt  time.Time
-	notify    chan struct{} // cap 1: inbox or state changed
-	closed    chan struct{}
+	delivered map[string]time.Time // latest_message content → first received in a new_message
+	history   map[string]bool      // contents of the histories of reconnections
+	closes    []int                // the close code of each connection's end
+	notify    chan struct{}        // cap 1: inbox or state changed
+	gone      chan struct{}        // closed once the last connection has ended
 }
 
-func (w *world) dial(addr string, conv, user int64, name string) *peer {
+// dial connects user to conversation conv as name; with reconnect, the peer
+// reconnects whenever the server closes the connection, until stop.
+func (w *world) dial(addr string, conv, user int64, name string, reconnect, queue bool, stop <-chan struct{}) *peer {
 	w.t.Helper()
-	u := "ws://" + addr + "/ws/chat/" + strconv.FormatInt(conv, 10) + "/?token=" + w.tokens[user].Access
-	ws, resp, err := websocket.DefaultDialer.Dial(u, nil)
+	p := &peer{
+		name: name, user: user, reconnect: reconnect, queue: queue, stop: stop,
+		url:       "ws://" + addr + "/ws/chat/" + strconv.FormatInt(conv, 10) + "/?token=" + w.tokens[user].Access,
+		delivered: map[string]time.Time{}, history: map[string]bool{},
+		notify: make(chan struct{}, 1), gone: make(chan struct{}),
+	}
+	ws, _, err := p.connect()
 	if err != nil {
-		w.t.Fatalf("%s: connect: %v (%v)", name, err, resp)
+		w.t.Fatalf("%s: %v", name, err)
 	}
-	w.t.Cleanup(func() { ws.Close() })
-	_ = ws.SetReadDeadline(time.Now().Add(connectFramesWait))
-	for _, want := range []string{"connection_established", "api_info", "conversation_history"} {
-		_, data, err := ws.ReadMessage()
-		if err != nil {
-			w.t.Fatalf("%s: connect frames: %v", name, err)
-		}
-		if f := parseFrame(data); f.typ != want {
-			w.t.Fatalf("%s: got %s frame, want %s", name, f.typ, want)
-		}
-	}
-	_ = ws.SetReadDeadline(time.Time{})
-	p := &peer{name: name, user: user, ws: ws, delivered: map[string]time.Time{},
-		notify: make(chan struct{}, 1), closed: make(chan struct{})}
+	p.ws = ws
+	w.t.Cleanup(p.closeConn)
 	go p.read()
 	return p
 }
+
+// connect dials and reads the connect frames; it returns the contents of
+// the conversation_history frame.
+func (p *peer) connect() (*websocket.Conn, []string, error) {
+	ws, resp, err := websocket.DefaultDialer.Dial(p.url, nil)
+	if err != nil {
+		if resp != nil {
+			return nil, nil, fmt.Errorf("connect: %v (HTTP %d)", err, resp.StatusCode)
+		}
+		return nil, nil, fmt.Errorf("connect: %w", err)
+	}
+	_ = ws.SetReadDeadline(time.Now().Add(connectFramesWait))
+	var contents []string
+	for _, want := range []string{"connection_established", "api_info", "conversation_history"} {
+		_, data, err := ws.ReadMessage()
+		if err != nil {
+			ws.Close()
+			return nil, nil, fmt.Errorf("connect frames: %w", err)
+		}
+		if f := parseFrame(data); f.typ != want {
+			ws.Close()
+			return nil, nil, fmt.Errorf("got %s frame, want %s", f.typ, want)
+		}
+		if want == "conversation_history" {
+			var h struct {
+				Messages []struct {
+					Content string `json:"content"`
+				} `json:"messages"`
+			}
+			if err := json.Unmarshal(data, &h); err != nil {
+				ws.Close()
+				return nil, nil, fmt.Errorf("conversation_history: %w", err)
+			}
+			for _, m := range h.Messages {
+				contents = append(contents, m.Content)
+			}
+		}
+	}
+	_ = ws.SetReadDeadline(time.Time{})
+	return ws, contents, nil
+}
+
+func (p *peer) conn() *websocket.Conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ws
+}
+
+func (p *peer) closeConn() { p.conn().Close() }
+
+// write sends a text frame; a failed write means the connection is going,
+// and its end is what the caller will read.
+func (p *peer) write(b []byte) { _ = p.conn().WriteMessage(websocket.TextMessage, b) }
 
 var (
 	newMessageHead = []byte(`{"type": "new_message", `)
@@ -205,32 +260,68 @@ func parseFrame(data []byte) frame {
 }
 
 func (p *peer) read() {
+	defer close(p.gone)
 	for {
-		_, data, err := p.ws.ReadMessage()
-		if err != nil {
-			code := websocket.CloseAbnormalClosure
-			if ce, ok := err.(*websocket.CloseError); ok {
-				code = ce.Code
-			}
-			p.mu.Lock()
-			p.code, p.closedAt = code, time.Now()
-			p.inbox = append(p.inbox, frame{typ: "close", code: code})
-			p.mu.Unlock()
-			close(p.closed)
-			p.wake()
+		ws := p.conn()
+		_, data, err := ws.ReadMessage()
+		if err == nil {
+			p.received(parseFrame(data))
+			continue
+		}
+		code := websocket.CloseAbnormalClosure
+		if ce, ok := err.(*websocket.CloseError); ok {
+			code = ce.Code
+		}
+		ws.Close()
+		p.mu.Lock()
+		p.closes = append(p.closes, code)
+		p.mu.Unlock()
+		p.received(frame{typ: "close", code: code})
+		if !p.reconnect || !p.redial() {
 			return
 		}
-		f := parseFrame(data)
-		p.mu.Lock()
-		if f.typ == "new_message" {
-			if _, ok := p.delivered[f.content]; !ok {
-				p.delivered[f.content] = time.Now()
-			}
-		}
-		p.inbox = append(p.inbox, f)
-		p.mu.Unlock()
-		p.wake()
 	}
+}
+
+// redial connects again until it is let in or the load stops.
+func (p *peer) redial() bool {
+	for {
+		select {
+		case <-p.stop:
+			return false
+		default:
+		}
+		ws, contents, err := p.connect()
+		if err == nil {
+			p.mu.Lock()
+			p.ws = ws
+			for _, c := range contents {
+				p.history[c] = true
+			}
+			p.mu.Unlock()
+			p.received(frame{typ: "reconnected"})
+			return true
+		}
+		select {
+		case <-p.stop:
+			return false
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (p *peer) received(f frame) {
+	p.mu.Lock()
+	if f.typ == "new_message" {
+		if _, ok := p.delivered[f.content]; !ok {
+			p.delivered[f.content] = time.Now()
+		}
+	}
+	if p.queue {
+		p.inbox = append(p.inbox, f)
+	}
+	p.mu.Unlock()
+	p.wake()
 }
 
 func (p *peer) wake() {
@@ -261,6 +352,8 @@ func (p *peer) next(deadline time.Time) (frame, bool) {
 	}
 }
 
+// deliveredAt reports when a new_message with content as its latest
+// message arrived.
 func (p *peer) deliveredAt(content string) (time.Time, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -268,15 +361,33 @@ func (p *peer) deliveredAt(content string) (time.Time, bool) {
 	return at, ok
 }
 
+// has reports whether content reached the peer: in a new_message, or in
+// the history of a reconnection.
+func (p *peer) has(content string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, ok := p.delivered[content]
+	return ok || p.history[content]
+}
+
+// closeCode returns the close code of the last connection once the peer is
+// gone (its connection ended and it does not reconnect).
 func (p *peer) closeCode() (int, bool) {
 	select {
-	case <-p.closed:
+	case <-p.gone:
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		return p.code, true
+		return p.closes[len(p.closes)-1], true
 	default:
 		return 0, false
 	}
+}
+
+// closeCodes returns the close code of every connection that has ended.
+func (p *peer) closeCodes() []int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]int(nil), p.closes...)
 }
 
 // talker is a peer that sends chat messages in a closed loop.
@@ -290,8 +401,9 @@ type talker struct {
 	sends []*send
 }
 
-// run sends until stop is closed or the connection closes: one message at
-// a time, the next once the previous has its outcome.
+// run sends until stop is closed, or the connection closes and the talker
+// does not reconnect: one message at a time, the next once the previous
+// has its outcome.
 func (tk *talker) run(stop <-chan struct{}) {
 	for seq := 1; ; seq++ {
 		select {
@@ -304,9 +416,8 @@ func (tk *talker) run(stop <-chan struct{}) {
 		tk.sends = append(tk.sends, s)
 		tk.mu.Unlock()
 		msg, _ := json.Marshal(map[string]string{"type": "chat_message", "message": s.content})
-		// A failed write means the connection is going: its close is the outcome.
-		_ = tk.ws.WriteMessage(websocket.TextMessage, msg)
-		if tk.await(s) == closed {
+		tk.write(msg)
+		if tk.await(s) == closed && !tk.reconnected(stop) {
 			return
 		}
 		select {
@@ -343,6 +454,27 @@ func (tk *talker) await(s *send) outcome {
 	}
 }
 
+// reconnected waits until the peer has reconnected after a close; it
+// reports false when it will not.
+func (tk *talker) reconnected(stop <-chan struct{}) bool {
+	for {
+		f, ok := tk.next(time.Now().Add(50 * time.Millisecond))
+		switch {
+		case ok && f.typ == "reconnected":
+			return true
+		case ok:
+			continue
+		}
+		select {
+		case <-stop:
+			return false
+		case <-tk.gone:
+			return false
+		default:
+		}
+	}
+}
+
 // snapshot copies the talker's sends.
 func (tk *talker) snapshot() []send {
 	tk.mu.Lock()
@@ -366,16 +498,17 @@ type load struct {
 }
 
 // startLoad connects everyone and starts the talkers; wait is how long a
-// talker waits for an answer (0: answerWait).
-func (w *world) startLoad(addr string, wait time.Duration) *load {
+// talker waits for an answer (0: answerWait); with reconnect, everyone
+// reconnects when the server closes a connection.
+func (w *world) startLoad(addr string, wait time.Duration, reconnect bool) *load {
 	w.t.Helper()
 	if wait == 0 {
 		wait = answerWait
 	}
 	l := &load{w: w, answerWait: wait, stopc: make(chan struct{})}
 	for i, p := range w.pairs {
-		lp := w.dial(addr, p.conv, p.listener, fmt.Sprintf("listener%d", i))
-		tp := w.dial(addr, p.conv, p.talker, fmt.Sprintf("talker%d", i))
+		lp := w.dial(addr, p.conv, p.listener, fmt.Sprintf("listener%d", i), reconnect, false, l.stopc)
+		tp := w.dial(addr, p.conv, p.talker, fmt.Sprintf("talker%d", i), reconnect, true, l.stopc)
 		l.talkers = append(l.talkers, &talker{peer: tp, pair: p, listener: lp, answerWait: wait})
 	}
 	for _, tk := range l.talkers {
@@ -475,6 +608,7 @@ type report struct {
 	refusedSaved, closedSaved                int            // refused or closed, yet in the database
 	lateDelivered                            int            // refused, yet their new_message came later
 	listenerMissed                           int            // acknowledged, not received by a listener closed first
+	connectionEnds                           map[int]int    // close code → connections of talkers and listeners ended so
 	refusedBy                                map[string]int // error text → count
 	closedBy                                 map[int]int    // close code → count
 }
@@ -490,11 +624,16 @@ func (r report) String() string {
 		codes = append(codes, fmt.Sprintf("%d by %d", n, code))
 	}
 	sort.Strings(codes)
+	var ends []string
+	for code, n := range r.connectionEnds {
+		ends = append(ends, fmt.Sprintf("%d by %d", n, code))
+	}
+	sort.Strings(ends)
 	return fmt.Sprintf("sent %d, acknowledged %d, refused %d (%s), closed %d (%s), unanswered %d; "+
 		"in the database %d (of them refused %d, closed %d); refused but delivered later %d; "+
-		"acknowledged but missed by a listener closed first %d",
+		"acknowledged but missed by a listener closed first %d; connections ended by the server: %d (%s)",
 		r.sent, r.acked, r.refused, strings.Join(texts, ", "), r.closed, strings.Join(codes, ", "), r.unanswered,
-		r.inDB, r.refusedSaved, r.closedSaved, r.lateDelivered, r.listenerMissed)
+		r.inDB, r.refusedSaved, r.closedSaved, r.lateDelivered, r.listenerMissed, sum(r.connectionEnds), strings.Join(ends, ", "))
 }
 
 // check stops the load and checks what must hold whatever the timing:
@@ -557,8 +696,24 @@ func (l *load) check() report {
 		}
 	}
 	r.listenerMissed = l.checkDelivered()
+	r.connectionEnds = map[int]int{}
+	for _, tk := range l.talkers {
+		for _, p := range []*peer{tk.peer, tk.listener} {
+			for _, code := range p.closeCodes() {
+				r.connectionEnds[code]++
+			}
+		}
+	}
 	t.Logf("counts: %s", r)
 	return r
+}
+
+func sum(m map[int]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
 }
 
 // savedMessages counts the messages of the world's conversations by text.
@@ -591,9 +746,10 @@ func (l *load) savedMessages() map[string]int {
 }
 
 // checkDelivered waits until each listener has every message its talker
-// saw acknowledged (the same group event made both frames) and returns how
-// many it missed because its connection closed first: a connection being
-// closed takes no more frames, and its client reloads the history when it
+// saw acknowledged (the same group event made both frames, or the listener
+// reconnected and had it in its history) and returns how many it missed
+// because its connection closed for good first: a connection being closed
+// takes no more frames, and its client reloads the history when it
 // reconnects.
 func (l *load) checkDelivered() (missedClosed int) {
 	t := l.w.t
@@ -605,7 +761,7 @@ func (l *load) checkDelivered() (missedClosed int) {
 				continue
 			}
 			for {
-				if _, ok := tk.listener.deliveredAt(s.content); ok {
+				if tk.listener.has(s.content) {
 					break
 				}
 				if _, gone := tk.listener.closeCode(); gone {

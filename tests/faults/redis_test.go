@@ -41,7 +41,7 @@ func TestRedisFrozenUnderLoad(t *testing.T) {
 	_, _ = rand.Read(prefix)
 	sc := startSidecar(t, w.env("CHANNEL_LAYER=redis", "REDIS_URL="+redis.URL(),
 		"CHANNEL_LAYER_PREFIX=faults"+hex.EncodeToString(prefix), "REDIS_TIMEOUT="+redisTimeout.String()))
-	l := w.startLoad(sc.Addr, 0)
+	l := w.startLoad(sc.Addr, 0, true)
 	l.waitAcked(time.Now(), warmTimeout)
 	time.Sleep(redisSteady)
 

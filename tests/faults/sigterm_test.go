@@ -36,7 +36,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	db := testenv.Postgres(t)
 	w := newWorld(t, db, 3)
 	sc := startSidecar(t, w.env("SHUTDOWN_TIMEOUT="+termShutdownTimeout.String()))
-	l := w.startLoad(sc.Addr, 0)
+	l := w.startLoad(sc.Addr, 0, false)
 	l.waitAcked(time.Now(), warmTimeout)
 	time.Sleep(time.Second)
 
@@ -91,7 +91,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	}
 	for _, p := range peers {
 		select {
-		case <-p.closed:
+		case <-p.gone:
 		case <-time.After(termCloseWait):
 			t.Fatalf("%s: no close %v after SIGTERM", p.name, termCloseWait)
 		}
