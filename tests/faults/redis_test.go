@@ -15,15 +15,18 @@ const (
 	// redisTimeout and redisDBTimeout are the sidecar's REDIS_TIMEOUT and
 	// DB_TIMEOUT.
 	redisTimeout   = time.Second
-	redisDBTimeout = time.Second
+	redisDBTimeout = 2 * time.Second
 	// redisBound is the longest a send may wait for its answer while Redis
 	// is frozen: the block check and the save (each within DB_TIMEOUT,
 	// milliseconds unless the machine is overloaded), the group send
 	// (REDIS_TIMEOUT), and slack for the scheduling of both processes.
+	// DB_TIMEOUT is also the sidecar's statement_timeout, which its
+	// start-up schema check on the shared server must not run into.
 	redisBound = redisTimeout + 2*redisDBTimeout + time.Second
-	// redisFrozenFor is how long Redis stays frozen: twice the bound, so
-	// a send that waits for SIGCONT shows as one past the bound.
-	redisFrozenFor = 2 * redisBound
+	// redisFrozenFor is how long Redis stays frozen: longer than the
+	// bound, so a send made as Redis froze that waits for SIGCONT shows
+	// as one past the bound.
+	redisFrozenFor = redisBound + 3*time.Second
 	// redisResumeBound bounds the time from SIGCONT to every talker having
 	// a new message acknowledged.
 	redisResumeBound = 10 * time.Second
