@@ -153,7 +153,7 @@ func TestHistoryLoadFailsAfterSave(t *testing.T) {
 	if err := db.DB.QueryRowContext(ctx, `SELECT count(*) FROM chat_message WHERE content = $1`, s.content).Scan(&saved); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("outcome: %s after %v %s; in the database: %d", o, s.latency().Round(time.Millisecond), detail(*s), saved)
+	t.Logf("outcome: %s after %v%s; in the database: %d", o, s.latency().Round(time.Millisecond), detail(*s), saved)
 	if saved != 1 {
 		t.Errorf("the message is in the database %d times, want 1 (the save succeeded before the history load)", saved)
 	}
