@@ -22,13 +22,22 @@ import (
 	"github.com/chatsidecar/sidecar/tests/testenv"
 )
 
-func TestMain(m *testing.M) {
-	// The memory bounds are the sidecar's, not the race detector's.
-	if err := testenv.PlainSidecar(); err != nil {
-		fmt.Fprintln(os.Stderr, "hostile:", err)
-		os.Exit(1)
+func TestMain(m *testing.M) { testenv.Run(m) }
+
+var (
+	plainOnce sync.Once
+	plainErr  error
+)
+
+// plainSidecar has every sidecar of this test process built without the
+// race detector: the memory bounds are the sidecar's, not the race
+// detector's. Built on first use, so fuzzing builds none.
+func plainSidecar(t *testing.T) {
+	t.Helper()
+	plainOnce.Do(func() { plainErr = testenv.PlainSidecar() })
+	if plainErr != nil {
+		t.Fatal(plainErr)
 	}
-	testenv.Run(m)
 }
 
 // The server bugs these tests found, described in doc.go.
@@ -102,6 +111,7 @@ func newQuietArena(t *testing.T, seed func(a *arena), env ...string) *arena {
 
 func startArena(t *testing.T, bystander bool, seed func(a *arena), env []string) *arena {
 	t.Helper()
+	plainSidecar(t)
 	db := testenv.Postgres(t)
 	a := &arena{t: t, db: db, media: t.TempDir()}
 	a.listener = db.CreateUser(t, "listener@example.com", "Lena Listener", "listener")
