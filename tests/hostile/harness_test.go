@@ -161,7 +161,8 @@ func (a *arena) finish(outcome string) {
 	}
 	end := a.sample()
 	wall := end.at.Sub(a.base.at)
-	sidecar, self, postgres := end.sidecarCPU-a.base.sidecarCPU, end.selfCPU-a.base.selfCPU, end.postgresCPU-a.base.postgresCPU
+	sidecar, self := end.sidecarCPU-a.base.sidecarCPU, end.selfCPU-a.base.selfCPU
+	postgres := max(0, end.postgresCPU-a.base.postgresCPU) // less when a backend has exited
 	others := end.machineCPU - a.base.machineCPU - sidecar - self - postgres
 	share := float64(others) / float64(wall) / float64(runtime.NumCPU())
 	line := fmt.Sprintf("RSS: baseline %s (peak before the attack %s), peak %s; in %v CPU: sidecar %v, its PostgreSQL %v, test %v, others %.0f%% of the CPUs",
