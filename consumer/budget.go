@@ -34,15 +34,22 @@ func newBudget(limit int64) *budget {
 
 // acquire takes n bytes, waiting up to wait (or until ctx is done) for
 // others to release them. A request larger than the whole budget is
-// refused at once.
-func (b *budget) acquire(ctx context.Context, n int64, wait time.Duration) error {
+// refused at once. The first piece of a piece of work (first) may dip into
+// a reserve past the limit, an eighth of it: work that holds part of the
+// budget while it waits for more (a long history loading chunk by chunk, a
+// large frame growing) must not keep every small request waiting too.
+func (b *budget) acquire(ctx context.Context, n int64, wait time.Duration, first bool) error {
 	if n > b.limit {
 		return errBusy
+	}
+	limit := b.limit
+	if first {
+		limit += b.limit / 8
 	}
 	var timer <-chan time.Time
 	for {
 		b.mu.Lock()
-		if b.used.Load()+n <= b.limit {
+		if b.used.Load()+n <= limit {
 			b.used.Add(n)
 			b.mu.Unlock()
 			return nil

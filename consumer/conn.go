@@ -35,9 +35,11 @@ const queuedFrameCost = 64
 //	open      frames are read, handled and queued.
 //	draining  (shutdown) nothing more is read or queued; the writer writes
 //	          what is queued, then the close frame, then closes the socket.
-//	closing   nothing more is read or queued; what was queued is dropped and
-//	          a write in progress is cut off; the writer writes the close
-//	          frame (when there is a code) and closes the socket.
+//	closing   nothing more is read or queued; what was queued is dropped;
+//	          the writer finishes the frame it is writing (within
+//	          WRITE_TIMEOUT), writes the close frame and closes the socket.
+//	          Without a code (the peer is gone, or a shutdown gave up
+//	          waiting) the write in progress is cut off at once instead.
 //	closed    the socket is closed; gone is closed.
 //
 // Before the upgrade (ws is nil) a connection can be ended too (a group
@@ -63,13 +65,15 @@ type conn struct {
 	state    connState
 	code     int // close frame of closing and draining; 0: none
 	reason   string
-	stopping bool      // shutdown asked the reader to stop
-	msgEnd   time.Time // while a client message is being read: when it must be whole
-	ready    bool      // the connect frames are queued; group frames follow them
-	pending  []*frame  // group frames that arrived before the connect frames
-	queue    []*frame  // frames for the writer; nil entries are pings
-	queued   int64     // bytes of pending and queue, with queuedFrameCost each
-	writing  bool      // a writer goroutine runs
+	stopping bool           // shutdown asked the reader to stop
+	msgEnd   time.Time      // while a client message is being read: when it must be whole
+	ready    bool           // the connect frames are queued; group frames follow them
+	pending  []*frame       // group frames that arrived before the connect frames
+	queue    []*frame       // frames for the writer; nil entries are pings
+	queued   int64          // bytes held for the writer: see hold
+	inners   map[*frame]int // shared bodies (histories) held: each counts once
+	current  *frame         // the frame being written
+	writing  bool           // a writer goroutine runs
 }
 
 type connState int
@@ -107,7 +111,7 @@ func (c *conn) start(ws *websocket.Conn, frames ...*frame) {
 	}
 	for _, f := range frames {
 		c.queue = append(c.queue, f)
-		c.queued += f.size + queuedFrameCost
+		c.queued += c.account(f, +1)
 	}
 	c.queue = append(c.queue, c.pending...)
 	c.pending = nil
@@ -127,24 +131,25 @@ func (c *conn) enqueue(f *frame) {
 		c.mu.Unlock()
 		return
 	}
-	cost := f.size + queuedFrameCost
 	behind := len(c.queue)+len(c.pending) > 0
 	switch {
-	case behind && c.queued+cost > c.srv.cfg.SendQueueBytes:
+	case behind && c.queued-c.front()+c.cost(f) > c.srv.cfg.SendQueueBytes:
+		queued := c.queued
 		c.mu.Unlock()
 		c.srv.metrics.drop("send_queue")
-		c.logger().Warn("dropping connection", "reason", "send queue full", "queued_bytes", c.queued)
+		c.logger().Warn("dropping connection", "reason", "send queue full", "queued_bytes", queued)
 		c.end(websocket.ClosePolicyViolation, "send queue full")
 		return
 	case behind && c.srv.mem.spent():
+		queued := c.queued
 		c.mu.Unlock()
 		c.srv.metrics.drop("memory_budget")
-		c.logger().Warn("dropping connection", "reason", "memory budget spent", "queued_bytes", c.queued)
+		c.logger().Warn("dropping connection", "reason", "memory budget spent", "queued_bytes", queued)
 		c.end(closeTryAgainLater, "server busy")
 		return
 	}
 	f.hold()
-	c.queued += cost
+	c.queued += c.account(f, +1)
 	if !c.ready {
 		c.pending = append(c.pending, f)
 	} else {
@@ -190,12 +195,69 @@ func (c *conn) dropQueue() {
 	for _, f := range c.pending {
 		f.release()
 	}
-	c.queue, c.pending, c.queued = nil, nil, 0
+	c.queue, c.pending, c.queued, c.inners = nil, nil, 0, nil
+	if c.current != nil {
+		// The frame being written stays held until its write ends.
+		c.queued = c.account(c.current, +1)
+	}
 }
 
-// end ends the connection with a close frame of code (0: none). The first
-// call decides, except that a cut (any call but a drain) overrides a drain
-// still in progress, as when a shutdown stops waiting.
+// cost is what holding f adds: its own bytes, and its shared body's unless
+// a frame held already holds that body (the new_messages of one batch
+// share one history: a connection that keeps up with them holds it once).
+// c.mu is held.
+func (c *conn) cost(f *frame) int64 {
+	n := f.size + queuedFrameCost
+	if f.inner != nil && c.inners[f.inner] > 0 {
+		n -= f.inner.size
+	}
+	return n
+}
+
+// account records f held (+1) or let go (-1) and returns the bytes that
+// adds or removes: a shared body counts from its first holder until its
+// last lets go. c.mu is held.
+func (c *conn) account(f *frame, d int) int64 {
+	if d > 0 {
+		n := c.cost(f)
+		if f.inner != nil {
+			if c.inners == nil {
+				c.inners = map[*frame]int{}
+			}
+			c.inners[f.inner]++
+		}
+		return n
+	}
+	n := f.size + queuedFrameCost
+	if f.inner != nil {
+		if c.inners[f.inner]--; c.inners[f.inner] > 0 {
+			n -= f.inner.size // others still hold it
+		} else {
+			delete(c.inners, f.inner)
+		}
+	}
+	return n
+}
+
+// front is the size of the frame a queue may hold whatever its size: the
+// one being written, or else the oldest waiting (an empty queue takes any
+// frame). A connection falls behind when more than SendQueueBytes wait
+// besides it. c.mu is held.
+func (c *conn) front() int64 {
+	switch {
+	case c.current != nil:
+		return c.current.size + queuedFrameCost
+	case len(c.pending) > 0:
+		return c.pending[0].size + queuedFrameCost
+	case len(c.queue) > 0 && c.queue[0] != nil:
+		return c.queue[0].size + queuedFrameCost
+	}
+	return 0
+}
+
+// end ends the connection with a close frame of code (0: none, and a write
+// in progress is cut off). The first call decides, except that an end
+// overrides a drain still in progress, as when a shutdown stops waiting.
 func (c *conn) end(code int, reason string) { c.finish(code, reason, false) }
 
 // drain ends the connection after the writer has written what is queued.
@@ -216,6 +278,7 @@ func (c *conn) finish(code int, reason string, drain bool) {
 	c.code, c.reason = code, reason
 	for _, f := range c.pending {
 		f.release()
+		c.queued -= c.account(f, -1)
 	}
 	c.pending = nil
 	if drain {
@@ -225,9 +288,10 @@ func (c *conn) finish(code int, reason string, drain bool) {
 		c.dropQueue()
 	}
 	ws := c.ws
-	if ws != nil && !drain {
-		// Cut off a write the peer is not reading; the writer's next
-		// write sets its own deadline again.
+	if ws != nil && !drain && code == 0 {
+		// No close frame to send: cut off a write the peer is not
+		// reading. With a close frame, the frame in progress must end
+		// first, or the close frame could not follow it.
 		_ = ws.UnderlyingConn().SetWriteDeadline(time.Now())
 	}
 	c.startWriter()
@@ -259,6 +323,7 @@ func (c *conn) write() {
 		f := c.queue[0]
 		c.queue[0] = nil
 		c.queue = c.queue[1:]
+		c.current = f
 		c.mu.Unlock()
 
 		_ = c.ws.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
@@ -268,7 +333,10 @@ func (c *conn) write() {
 		} else {
 			err = c.writeFrame(f)
 			c.mu.Lock()
-			c.queued -= f.size + queuedFrameCost
+			if c.current == f {
+				c.queued -= c.account(f, -1)
+				c.current = nil
+			}
 			c.mu.Unlock()
 			f.release()
 		}
@@ -400,7 +468,7 @@ func (c *conn) readMessage() (typ int, data []byte, charged int64, err error) {
 	c.messageBegins()
 	defer c.messageEnds()
 	const first = 4 << 10
-	if err := c.srv.mem.acquire(c.srv.ctx, first, c.srv.cfg.BudgetWait); err != nil {
+	if err := c.srv.mem.acquire(c.srv.ctx, first, c.srv.cfg.BudgetWait, true); err != nil {
 		return 0, nil, 0, err
 	}
 	charged = first
@@ -408,11 +476,13 @@ func (c *conn) readMessage() (typ int, data []byte, charged int64, err error) {
 	for {
 		if len(buf) == cap(buf) {
 			grow := int64(cap(buf))
-			if err := c.srv.mem.acquire(c.srv.ctx, grow, c.srv.cfg.BudgetWait); err != nil {
+			if err := c.srv.mem.acquire(c.srv.ctx, grow, c.srv.cfg.BudgetWait, false); err != nil {
 				return 0, nil, charged, err
 			}
 			charged += grow
-			buf = append(buf[:cap(buf)], make([]byte, grow)...)[:len(buf)]
+			nb := make([]byte, len(buf), int64(cap(buf))+grow)
+			copy(nb, buf)
+			buf = nb
 		}
 		n, err := r.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]

@@ -35,7 +35,7 @@ func (c *conn) handleChat(typ int, data []byte) {
 	big := int64(len(data)) > c.srv.cfg.MaxTextFrameBytes
 	if big {
 		extra := 2 * int64(len(data))
-		if err := c.srv.mem.acquire(c.srv.ctx, extra, c.srv.cfg.BudgetWait); err != nil {
+		if err := c.srv.mem.acquire(c.srv.ctx, extra, c.srv.cfg.BudgetWait, false); err != nil {
 			c.srv.metrics.drop("memory_budget")
 			c.end(closeTryAgainLater, "server busy")
 			return
@@ -43,6 +43,13 @@ func (c *conn) handleChat(typ int, data []byte) {
 		defer c.srv.mem.release(extra)
 	}
 	v, err := pyjson.DecodeLimited(data, clientFrameLimits)
+	if err != nil && big {
+		// Larger than anything but a file_message, and not one.
+		c.srv.metrics.framesIn.WithLabelValues("chat", "invalid").Inc()
+		c.srv.metrics.closed("frame_too_big")
+		c.end(websocket.CloseMessageTooBig, "message too big")
+		return
+	}
 	if err != nil {
 		c.srv.metrics.framesIn.WithLabelValues("chat", "invalid").Inc()
 		if errors.Is(err, pyjson.ErrTooMany) || errors.Is(err, pyjson.ErrTooDeep) {

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 
@@ -214,7 +215,9 @@ func TestConnectRefusals(t *testing.T) {
 // client blocks, so what is queued is known without kernel buffers.
 func TestSlowReaderDropped(t *testing.T) {
 	t.Parallel()
-	r := newRig(t, func(c *Config) { c.SendQueueBytes = 4 << 10 })
+	// The frame stuck on the pipe must end (WriteTimeout) before the close
+	// frame can follow it.
+	r := newRig(t, func(c *Config) { c.SendQueueBytes, c.WriteTimeout = 4<<10, 300*time.Millisecond })
 	slow, _, err := r.dial(r.chatPath(), token(r.listener), nil) // never reads
 	if err != nil {
 		t.Fatal(err)

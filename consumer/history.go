@@ -136,7 +136,9 @@ func (h *histories) run(cl *convLoads, l *historyLoad) {
 // and encodes it, acquiring the budget one chunk at a time.
 func (h *histories) load(ctx context.Context, conv int64) (history, error) {
 	s := h.s
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.DBTimeout)
+	// The load may wait for memory (BudgetWait, then errBusy) while its
+	// query is open: the deadline leaves room for both.
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.DBTimeout+s.cfg.BudgetWait)
 	defer cancel()
 	if s.cache != nil {
 		list, n, err := s.cache.Get(ctx, conv)
@@ -173,7 +175,7 @@ func (h *histories) load(ctx context.Context, conv int64) (history, error) {
 				if cur != nil {
 					chunks = append(chunks, cur)
 				}
-				if err := s.mem.acquire(ctx, historyChunk, s.cfg.BudgetWait); err != nil {
+				if err := s.mem.acquire(ctx, historyChunk, s.cfg.BudgetWait, cur == nil); err != nil {
 					return err
 				}
 				charged += historyChunk

@@ -273,3 +273,38 @@ type historyFails struct{ *memStore }
 func (historyFails) History(context.Context, int64, func(chat.Message) error) error {
 	return errors.New("connection reset by peer")
 }
+
+// The new_messages of one batch share one history: a connection that
+// keeps up holds it once in its queue, however long the conversation, and
+// is not dropped for the frames of one burst.
+func TestBurstSharesHistoryInQueue(t *testing.T) {
+	t.Parallel()
+	// A history of about 140 KB; the queue may hold the frame at its head
+	// plus 200 KB: two histories, not the four the burst's frames would
+	// be if each counted its own.
+	r := newRig(t, func(c *Config) { c.SendQueueBytes = 200 << 10 })
+	for i := 0; i < 400; i++ {
+		r.store.SaveText(context.Background(), chat.Draft{ConversationID: r.conv.ID, Sender: r.talker,
+			Content: strings.Repeat("h", 90), CreatedAt: time.Now()})
+	}
+	tc, lc := r.connect(r.talker), r.connect(r.listener)
+	gate := &gateStore{memStore: r.store, release: make(chan struct{})}
+	r.swap.set(gate)
+	for i := 0; i < 4; i++ {
+		tc.send(`{"type": "chat_message", "message": "burst"}`)
+	}
+	// The first event's history load waits at the gate; the three others
+	// queue behind it and will share the next load.
+	waitFor(t, "the burst to be saved", func() bool { return len(r.store.messages()) == 404 })
+	close(gate.release)
+	for i := 0; i < 4; i++ {
+		tc.expectType("new_message")
+		lc.expectType("new_message")
+	}
+	if got := testutilCount(r.srv.metrics.drops.WithLabelValues("send_queue")); got != 0 {
+		t.Errorf("%v connections dropped for a burst they kept up with", got)
+	}
+	if n := gate.loads(); n > 3 {
+		t.Errorf("%d history loads for a burst of 4", n)
+	}
+}

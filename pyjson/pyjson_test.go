@@ -510,7 +510,7 @@ func FuzzDecodeLimited(f *testing.F) {
 		f.Add([]byte(c.in), 8, 50)
 	}
 	f.Fuzz(func(t *testing.T, data []byte, depth, values int) {
-		lim := Limits{MaxDepth: depth%64 + 1, MaxValues: values%1000 + 1}
+		lim := Limits{MaxDepth: int(uint(depth)%64) + 1, MaxValues: int(uint(values)%1000) + 1}
 		v, err := DecodeLimited(data, lim)
 		if err != nil {
 			return
