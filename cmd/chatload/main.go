@@ -13,6 +13,16 @@
 // -rate paces each talker (messages per second) to measure latency below
 // saturation.
 //
+// -messages N has each talker send exactly N messages (then -duration does
+// not end the run), so a conversation's history grows by exactly N;
+// -prefill H first gives every load conversation H older messages (one
+// INSERT ... SELECT), so the history starts at H.
+//
+// -cpu NAME=PID and -cpu-tree NAME=PID read a process's CPU time (the
+// tree: a server and every process it forked, e.g. a PostgreSQL
+// postmaster) from /proc when the talkers start and when the last one
+// stops, and print the milliseconds and the milliseconds per message.
+//
 // -listen-url sends the listeners to another server (a second sidecar, or
 // Daphne), to measure delivery across processes through the channel layer.
 //
@@ -54,7 +64,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	_ "github.com/lib/pq"
+	"github.com/lib/pq"
 
 	"github.com/chatsidecar/sidecar/auth"
 	"github.com/chatsidecar/sidecar/djangodb"
@@ -81,6 +91,9 @@ type options struct {
 	inboxQuiet, inboxWait     time.Duration
 	metricsURL                string
 	pgss                      bool
+	messages                  int         // per talker; 0: send for duration
+	cpu                       []cpuTarget // processes whose CPU time the run measures
+	clkTck                    int         // clock ticks per second of /proc/PID/stat
 }
 
 func main() {
@@ -99,6 +112,11 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "how long the talkers send")
 	flag.IntVar(&o.size, "size", 32, "bytes of content per message")
 	flag.Float64Var(&o.rate, "rate", 0, "messages per second per talker (0: as fast as replies come back)")
+	flag.IntVar(&o.messages, "messages", 0, "messages each talker sends, then stops (0: send for -duration)")
+	prefillN := flag.Int("prefill", 0, "older messages inserted into each load conversation before the run")
+	flag.Var(cpuFlag{&o.cpu, false}, "cpu", "NAME=PID: a process whose CPU time (utime+stime) over the run is printed; repeatable")
+	flag.Var(cpuFlag{&o.cpu, true}, "cpu-tree", "NAME=PID: like -cpu, for a process and every child it forked (e.g. a postmaster); repeatable")
+	flag.IntVar(&o.clkTck, "clk-tck", 100, "clock ticks per second in /proc/PID/stat (getconf CLK_TCK)")
 	flag.DurationVar(&o.replyTimeout, "reply-timeout", 5*time.Second, "a talker whose own new_message has not come this long after a send counts the message lost and sends the next")
 	flag.Parse()
 	if *dsn == "" || o.secret == "" {
@@ -115,6 +133,11 @@ func main() {
 	pairs, err := seed(db, *convs, *inboxSize)
 	if err != nil {
 		log.Fatalf("chatload: seed: %v", err)
+	}
+	if *prefillN > 0 {
+		if err := prefill(db, pairs, *prefillN, o.size); err != nil {
+			log.Fatalf("chatload: prefill: %v", err)
+		}
 	}
 	if err := run(db, pairs, o); err != nil {
 		log.Fatalf("chatload: %v", err)
@@ -206,6 +229,37 @@ func seedInbox(ctx context.Context, fx *fixture.Writer, run string, i int, liste
 	return nil
 }
 
+// prefill gives every load conversation n messages, alternately from its
+// talker and its listener, an hour old and a second apart, each unique
+// and o.size bytes long as the run's are, and sets last_message_at to
+// the last of them, as the chat leaves it.
+func prefill(db *sql.DB, pairs []*pair, n, size int) error {
+	ids := make([]int64, len(pairs))
+	for i, p := range pairs {
+		ids[i] = p.conv
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	base := time.Now().Add(-time.Hour).UTC().Truncate(time.Microsecond)
+	if _, err := db.ExecContext(ctx, `INSERT INTO chat_message
+		(conversation_id, sender_id, content, message_type, is_read, created_at)
+		SELECT c.id, CASE WHEN g % 2 = 1 THEN c.talker_id ELSE c.listener_id END,
+			rpad('prefill c' || c.id || '-' || g || ' ', $3, 'x'), 'text', false, $4 + g * interval '1 second'
+		FROM chat_conversation c CROSS JOIN generate_series(1, $2) g
+		WHERE c.id = ANY($1)
+		ORDER BY c.id, g`, pq.Array(ids), n, size, base); err != nil {
+		return fmt.Errorf("insert messages: %w", err)
+	}
+	if _, err := db.ExecContext(ctx, `UPDATE chat_conversation SET last_message_at = $2 + $3 * interval '1 second'
+		WHERE id = ANY($1)`, pq.Array(ids), base, n); err != nil {
+		return fmt.Errorf("set last_message_at: %w", err)
+	}
+	if _, err := db.ExecContext(ctx, `ANALYZE chat_message`); err != nil {
+		return fmt.Errorf("analyze: %w", err)
+	}
+	return nil
+}
+
 // token mints an access token as SimpleJWT does.
 func token(secret string, user int64) string {
 	return auth.MintAccess(secret, user, time.Now(), time.Hour)
@@ -218,6 +272,7 @@ func randHex(n int) string {
 }
 
 type result struct {
+	elapsed   time.Duration // the first send → the last talker stopped
 	mu        sync.Mutex
 	sent      int
 	latencies []time.Duration // send → the listener's new_message
@@ -304,9 +359,18 @@ func run(db *sql.DB, pairs []*pair, o options) error {
 	if err != nil {
 		return err
 	}
-	res, stopped, err := talk(conns, o)
+	cpuBefore, err := sampleCPU(o.cpu)
 	if err != nil {
 		return err
+	}
+	var cpuAfter cpuSample
+	var cpuErr error
+	res, stopped, err := talk(conns, o, func() { cpuAfter, cpuErr = sampleCPU(o.cpu) })
+	if err != nil {
+		return err
+	}
+	if cpuErr != nil {
+		return cpuErr
 	}
 	var rep *inboxReport
 	if ib != nil {
@@ -327,21 +391,26 @@ func run(db *sql.DB, pairs []*pair, o options) error {
 	if err != nil {
 		return err
 	}
-	res.print(len(pairs), o.duration)
+	res.print(len(pairs))
 	if rep != nil {
 		rep.print(res.sent)
 	}
 	printDeltas(before, after, res.sent)
+	printCPU(o.cpu, cpuBefore, cpuAfter, o.clkTck, res.sent)
 	return nil
 }
 
 // talk runs a listener and a talker per pair: the talkers send for
-// o.duration. It returns when every socket is done, with the time the
-// last talker stopped sending.
-func talk(conns []chatConns, o options) (*result, time.Time, error) {
+// o.duration, or o.messages each. It calls stop as soon as the last talker
+// has stopped, and returns when every socket is done, with that time.
+func talk(conns []chatConns, o options, stop func()) (*result, time.Time, error) {
 	res := &result{}
 	ctx, cancel := context.WithTimeout(context.Background(), o.duration)
+	if o.messages > 0 {
+		ctx, cancel = context.WithCancel(context.Background())
+	}
 	defer cancel()
+	start := time.Now()
 	var all, talking sync.WaitGroup
 	errc := make(chan error, 2*len(conns))
 	for _, c := range conns {
@@ -406,7 +475,7 @@ func talk(conns []chatConns, o options) (*result, time.Time, error) {
 			}
 			timer := time.NewTimer(0)
 			<-timer.C
-			for seq := 1; ctx.Err() == nil; seq++ {
+			for seq := 1; ctx.Err() == nil && (o.messages == 0 || seq <= o.messages); seq++ {
 				if tick != nil {
 					select {
 					case <-tick:
@@ -433,6 +502,8 @@ func talk(conns []chatConns, o options) (*result, time.Time, error) {
 	}
 	talking.Wait()
 	stopped := time.Now()
+	stop()
+	res.elapsed = stopped.Sub(start)
 	all.Wait()
 	select {
 	case err := <-errc:
@@ -488,10 +559,16 @@ func content(sent time.Time, conv int64, seq, size int) string {
 	return s
 }
 
-func (r *result) print(convs int, d time.Duration) {
+// print prints the run's results; rate is the messages saved and delivered
+// over the time from the first send to the last talker's stop.
+func (r *result) print(convs int) {
 	sort.Slice(r.latencies, func(i, j int) bool { return r.latencies[i] < r.latencies[j] })
-	fmt.Printf("conversations=%d duration=%s messages=%d rate=%.0f/s errors=%d lost=%d late=%d delivered=%d p50=%s p99=%s\n",
-		convs, d, r.sent, float64(r.sent)/d.Seconds(), r.errors, r.lost, r.late, len(r.latencies),
+	rate := 0.0
+	if r.elapsed > 0 {
+		rate = float64(r.sent) / r.elapsed.Seconds()
+	}
+	fmt.Printf("conversations=%d duration=%s messages=%d rate=%.1f/s errors=%d lost=%d late=%d delivered=%d p50=%s p99=%s\n",
+		convs, r.elapsed.Round(time.Millisecond), r.sent, rate, r.errors, r.lost, r.late, len(r.latencies),
 		quantile(r.latencies, 0.50).Round(10*time.Microsecond), quantile(r.latencies, 0.99).Round(10*time.Microsecond))
 }
 

@@ -110,6 +110,16 @@ func (p promSnapshot) sum(name string, labels ...string) float64 {
 	return total
 }
 
+// has reports whether the exposition has a series of name.
+func (p promSnapshot) has(name string) bool {
+	for series := range p {
+		if n, _, _ := strings.Cut(series, "{"); n == name {
+			return true
+		}
+	}
+	return false
+}
+
 // roleCounts are one database role's statements in pg_stat_statements.
 type roleCounts struct {
 	calls   int64 // every statement
@@ -168,6 +178,12 @@ func printDeltas(before, after stats, messages int) {
 			computed, per(computed), updates, merged, updates-merged,
 			d("sidecar_group_events_dropped_total"), d("sidecar_redis_over_capacity_total"),
 			receives, receiveMean.Round(time.Microsecond))
+		if after.prom.has("sidecar_history_cache_hits_total") {
+			hits := d("sidecar_history_cache_hits_total")
+			fmt.Printf("feed up=%.0f cache_hits=%.0f hits_per_message=%.2f loads=%.0f not_exact=%.0f evictions=%.0f\n",
+				after.prom.sum("sidecar_feed_up"), hits, per(hits), d("sidecar_history_cache_loads_total"),
+				d("sidecar_history_cache_not_exact_total"), d("sidecar_history_cache_evictions_total"))
+		}
 	}
 	if after.pgss != nil {
 		roles := make([]string, 0, len(after.pgss))
