@@ -182,3 +182,19 @@ func TestAwait(t *testing.T) {
 		t.Error("await on a closed connection: no error")
 	}
 }
+
+func TestTopDeltas(t *testing.T) {
+	before := roleCounts{byQuery: map[string]int64{"SELECT a": 10, "INSERT b": 5, "SELECT old": 7}}
+	after := roleCounts{byQuery: map[string]int64{"SELECT a": 30, "INSERT b": 25, "SELECT old": 7, "SELECT new": 3}}
+	got := topDeltas(before, after, 2)
+	want := []queryDelta{{"INSERT b", 20}, {"SELECT a", 20}}
+	if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("topDeltas = %v, want %v (ties by text, unchanged statements left out)", got, want)
+	}
+	if got := topDeltas(roleCounts{}, after, 10); len(got) != 4 {
+		t.Errorf("a role new in the run: %d statements, want 4", len(got))
+	}
+	if got := shortQuery("SELECT  a,\n\tb FROM t"); got != "SELECT a, b FROM t" {
+		t.Errorf("shortQuery = %q", got)
+	}
+}

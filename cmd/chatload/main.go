@@ -244,13 +244,13 @@ func prefill(db *sql.DB, pairs []*pair, n, size int) error {
 	if _, err := db.ExecContext(ctx, `INSERT INTO chat_message
 		(conversation_id, sender_id, content, message_type, is_read, created_at)
 		SELECT c.id, CASE WHEN g % 2 = 1 THEN c.talker_id ELSE c.listener_id END,
-			rpad('prefill c' || c.id || '-' || g || ' ', $3, 'x'), 'text', false, $4 + g * interval '1 second'
+			rpad('prefill c' || c.id || '-' || g || ' ', $3, 'x'), 'text', false, $4::timestamptz + g * interval '1 second'
 		FROM chat_conversation c CROSS JOIN generate_series(1, $2) g
 		WHERE c.id = ANY($1)
 		ORDER BY c.id, g`, pq.Array(ids), n, size, base); err != nil {
 		return fmt.Errorf("insert messages: %w", err)
 	}
-	if _, err := db.ExecContext(ctx, `UPDATE chat_conversation SET last_message_at = $2 + $3 * interval '1 second'
+	if _, err := db.ExecContext(ctx, `UPDATE chat_conversation SET last_message_at = $2::timestamptz + $3::int * interval '1 second'
 		WHERE id = ANY($1)`, pq.Array(ids), base, n); err != nil {
 		return fmt.Errorf("set last_message_at: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -122,33 +123,83 @@ func (p promSnapshot) has(name string) bool {
 
 // roleCounts are one database role's statements in pg_stat_statements.
 type roleCounts struct {
-	calls   int64 // every statement
-	selects int64 // statements that begin with SELECT
+	calls   int64            // every statement
+	selects int64            // statements that begin with SELECT
+	byQuery map[string]int64 // calls per normalized statement text
 }
+
+// topQueries is how many of a role's statements are printed one by one.
+const topQueries = 4
 
 // statements reads pg_stat_statements for the current database, per role.
 func statements(db *sql.DB) (map[string]roleCounts, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), statsTimeout)
 	defer cancel()
-	rows, err := db.QueryContext(ctx, `SELECT r.rolname, sum(s.calls)::bigint,
-		COALESCE(sum(s.calls) FILTER (WHERE s.query ~* '^\s*select'), 0)::bigint
+	rows, err := db.QueryContext(ctx, `SELECT r.rolname, s.query, sum(s.calls)::bigint
 		FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid
 		WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-		GROUP BY r.rolname`)
+		GROUP BY r.rolname, s.query`)
 	if err != nil {
 		return nil, fmt.Errorf("-pgss: read pg_stat_statements (the server needs shared_preload_libraries=pg_stat_statements and the database CREATE EXTENSION pg_stat_statements): %w", err)
 	}
 	defer rows.Close()
 	out := map[string]roleCounts{}
 	for rows.Next() {
-		var role string
-		var c roleCounts
-		if err := rows.Scan(&role, &c.calls, &c.selects); err != nil {
+		var role, query string
+		var calls int64
+		if err := rows.Scan(&role, &query, &calls); err != nil {
 			return nil, fmt.Errorf("-pgss: %w", err)
 		}
+		c := out[role]
+		if c.byQuery == nil {
+			c.byQuery = map[string]int64{}
+		}
+		c.calls += calls
+		if selectRE.MatchString(query) {
+			c.selects += calls
+		}
+		c.byQuery[query] += calls
 		out[role] = c
 	}
 	return out, rows.Err()
+}
+
+var (
+	selectRE = regexp.MustCompile(`(?i)^\s*select`)
+	spaceRE  = regexp.MustCompile(`\s+`)
+)
+
+// queryDelta is one statement's calls in the run.
+type queryDelta struct {
+	query string
+	calls int64
+}
+
+// topDeltas are the statements of a role called most between before and
+// after, most first, at most n.
+func topDeltas(before, after roleCounts, n int) []queryDelta {
+	var out []queryDelta
+	for q, c := range after.byQuery {
+		if d := c - before.byQuery[q]; d > 0 {
+			out = append(out, queryDelta{q, d})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].calls != out[j].calls {
+			return out[i].calls > out[j].calls
+		}
+		return out[i].query < out[j].query
+	})
+	return out[:min(n, len(out))]
+}
+
+// shortQuery is a statement's text on one line, cut to 100 bytes.
+func shortQuery(q string) string {
+	q = strings.TrimSpace(spaceRE.ReplaceAllString(q, " "))
+	if len(q) > 100 {
+		q = q[:100] + "..."
+	}
+	return q
 }
 
 // printDeltas prints what the servers did between before and after.
@@ -196,6 +247,9 @@ func printDeltas(before, after stats, messages int) {
 			selects := after.pgss[r].selects - before.pgss[r].selects
 			fmt.Printf("db role=%s statements=%d selects=%d statements_per_message=%.2f selects_per_message=%.2f\n",
 				r, calls, selects, per(float64(calls)), per(float64(selects)))
+			for _, q := range topDeltas(before.pgss[r], after.pgss[r], topQueries) {
+				fmt.Printf("  %.2f/message %s\n", per(float64(q.calls)), shortQuery(q.query))
+			}
 		}
 	}
 }
