@@ -74,6 +74,7 @@ W4_DURATION=${W4_DURATION:-$(d 15s 4s)}
 W4_RATE=${W4_RATE:-} # total msgs/s offered; default: half workload 2's closed-loop rate
 W5_CONNS=${W5_CONNS:-$(d 10000 1000)}
 SIDECAR_ENV=${SIDECAR_ENV:-}
+PGSS_PLANNING=${PGSS_PLANNING:-off} # on: chatload's outputs show each statement's planning time
 REF_DSN=${REF_DSN:-postgres://postgres@127.0.0.1:5432/postgres}
 PY=/usr/bin/python3
 GO=$(command -v go || echo /usr/local/go/bin/go)
@@ -135,6 +136,7 @@ fi
 pgopts="-p $PGPORT -c listen_addresses=127.0.0.1 -c unix_socket_directories= -c max_connections=300"
 pgopts+=" -c wal_level=logical -c max_wal_senders=10 -c max_replication_slots=10"
 pgopts+=" -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.max=10000"
+pgopts+=" -c pg_stat_statements.track_planning=$PGSS_PLANNING"
 for k in "${durability[@]}"; do pgopts+=" -c $k=${dur[$k]}"; done
 
 mkdir -p "$PGDATA"
@@ -243,12 +245,15 @@ chatload_run() {
 	R_SRV[$id]=$(val "$f" "cpu name=$sname" per_message_ms)
 	R_PG[$id]=$(val "$f" "cpu name=postgres" per_message_ms)
 	R_REDIS[$id]=$(val "$f" "cpu name=redis" per_message_ms)
-	local notes=() lost errors stmts hits
+	local notes=() lost errors stmts hits parts
 	lost=$(val "$f" conversations= lost) errors=$(val "$f" conversations= errors)
 	if [ "${lost:-0}" != 0 ]; then notes+=("$lost lost"); fi
 	if [ "${errors:-0}" != 0 ]; then notes+=("$errors error frames"); fi
 	stmts=$(val "$f" "db role=$sname" statements_per_message)
 	if [ -n "$stmts" ]; then notes+=("$stmts statements/msg"); fi
+	parts=$(val "$f" "cpu_parts name=postgres" per_message_ms | tr ',' '\n' |
+		awk -F: '$2 >= 0.01 { sub(/^backend_/, "", $1); printf "%s%s %s", n++ ? ", " : "", $1, $2 }')
+	if [ -n "$parts" ]; then notes+=("PostgreSQL ms/msg: $parts"); fi
 	hits=$(val "$f" feed hits_per_message)
 	if [ -n "$hits" ]; then
 		notes+=("feed cache hits/msg $hits")
@@ -398,11 +403,13 @@ if has w5; then
 	R_LOAD[w5]=$(loadavg)
 	log "w5: load average ${R_LOAD[w5]}; connload -n $W5_CONNS"
 	s0=$(ticks "$SIDECAR_PID")
+	p0=$(ticks "$POSTMASTER" tree)
 	# connload seeds its conversations before it connects; the sidecar is
 	# idle meanwhile, so its ticks over the whole command are the connects'.
 	"$WORK/connload" -dsn "$LOAD_DB" -url "ws://127.0.0.1:$GO_PORT" -pid "$SIDECAR_PID" -n "$W5_CONNS" \
 		>"$WORK/w5.out" 2>&1 || log "w5: connload failed (see $WORK/w5.out)"
 	s1=$(ticks "$SIDECAR_PID")
+	p1=$(ticks "$POSTMASTER" tree)
 	stop "$SIDECAR_PID"
 	cat "$WORK/w5.out" >&2
 	f=$WORK/w5.out
@@ -412,8 +419,10 @@ if has w5; then
 	kib=$(grep -o '[0-9.]* KiB per idle connection' "$f" | cut -d' ' -f1)
 	hs=$(awk '/^handshake/ { print "p50 " $3 ", p99 " $5 }' "$f")
 	W5_KIB=$kib W5_CPS=$cps
-	R_RATE[w5]=- R_P50[w5]=- R_P99[w5]=- R_PG[w5]=- R_REDIS[w5]=-
-	R_SRV[w5]=$(awk -v t="$((s1 - s0))" -v n="${opened:-0}" -v hz="$CLK_TCK" 'BEGIN { if (n > 0) printf "%.3f/connect", t * 1000 / hz / n; else print "-" }')
+	R_RATE[w5]=- R_P50[w5]=- R_P99[w5]=- R_REDIS[w5]=-
+	per_connect() { awk -v t="$1" -v n="${opened:-0}" -v hz="$CLK_TCK" 'BEGIN { if (n > 0) printf "%.3f/connect", t * 1000 / hz / n; else print "-" }'; }
+	R_SRV[w5]=$(per_connect $((s1 - s0)))
+	R_PG[w5]=$(per_connect $((p1 - p0)))
 	R_NOTE[w5]="**${opened:-0} idle connections ($failed failed): ${kib:-?} KiB each, ${cps:-?} connects/s**, handshake $hs"
 fi
 
@@ -468,8 +477,12 @@ cat <<EOF
   memory layer). For the ceiling, PostgreSQL's CPU per pgbench transaction. The load tool's
   and pgbench's own CPU are not counted.
 - statements/msg: pg_stat_statements calls of the server's database role per message.
-- Workload 5: the sidecar's CPU per connect (all of connload's connects); KiB each: the
-  sidecar's VmRSS growth over the idle connections.
+- PostgreSQL ms/msg in the notes: the cluster's CPU by process: the server role's backends
+  (sidecar, or postgres for Daphne and the tables' owner), the feed's walsender, background
+  (checkpointer, WAL writer, ...), autovacuum, exited (backends that ended in the window).
+- Workload 5: CPU per connect over all of connload's connects (PostgreSQL's also holds
+  connload's seeding of 100 conversations); KiB each: the sidecar's VmRSS growth over the idle
+  connections.
 - Outputs and logs: $WORK
 EOF
 

@@ -50,3 +50,37 @@ func TestTicksSelf(t *testing.T) {
 		}
 	}
 }
+
+func TestProcKind(t *testing.T) {
+	for _, c := range []struct{ cmdline, want string }{
+		{"postgres: sidecar bench 127.0.0.1(53422) idle\x00\x00\x00", "backend sidecar"},
+		{"postgres: walsender sidecar 127.0.0.1(53430) START_REPLICATION\x00", "walsender"},
+		{"postgres: checkpointer \x00", "background"},
+		{"postgres: logical replication launcher \x00", "background"},
+		{"postgres: autovacuum worker bench\x00", "autovacuum"},
+		{"/usr/lib/postgresql/15/bin/postgres\x00-D\x00/tmp/pg\x00", "other"},
+		{"", "other"},
+	} {
+		if got := procKind(c.cmdline); got != c.want {
+			t.Errorf("procKind(%q) = %q, want %q", c.cmdline, got, c.want)
+		}
+	}
+}
+
+func TestParts(t *testing.T) {
+	before := treeTicks{self: 5, reaped: 100,
+		children: map[int]int64{10: 50, 11: 7, 12: 30}, kinds: map[int]string{10: "backend sidecar", 11: "walsender", 12: "backend sidecar"}}
+	// 10 grew by 20, 11 by 3, 12 exited (40 in all, so 10 in the run), 13 started (4).
+	after := treeTicks{self: 6, reaped: 140,
+		children: map[int]int64{10: 70, 11: 10, 13: 4}, kinds: map[int]string{10: "backend sidecar", 11: "walsender", 13: "backend postgres"}}
+	got := parts(before, after)
+	want := map[string]int64{"postmaster": 1, "exited": 10, "backend sidecar": 20, "walsender": 3, "backend postgres": 4}
+	if len(got) != len(want) {
+		t.Fatalf("parts = %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("parts[%q] = %d, want %d (all: %v)", k, got[k], v, got)
+		}
+	}
+}

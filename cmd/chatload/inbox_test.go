@@ -184,10 +184,11 @@ func TestAwait(t *testing.T) {
 }
 
 func TestTopDeltas(t *testing.T) {
-	before := roleCounts{byQuery: map[string]int64{"SELECT a": 10, "INSERT b": 5, "SELECT old": 7}}
-	after := roleCounts{byQuery: map[string]int64{"SELECT a": 30, "INSERT b": 25, "SELECT old": 7, "SELECT new": 3}}
+	calls := func(n int64) queryStats { return queryStats{calls: n, execMS: float64(n) / 10} }
+	before := roleCounts{byQuery: map[string]queryStats{"SELECT a": calls(10), "INSERT b": calls(5), "SELECT old": calls(7)}}
+	after := roleCounts{byQuery: map[string]queryStats{"SELECT a": calls(30), "INSERT b": calls(25), "SELECT old": calls(7), "SELECT new": calls(3)}}
 	got := topDeltas(before, after, 2)
-	want := []queryDelta{{"INSERT b", 20}, {"SELECT a", 20}}
+	want := []queryDelta{{"INSERT b", queryStats{20, 2, 0}}, {"SELECT a", queryStats{20, 2, 0}}}
 	if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
 		t.Errorf("topDeltas = %v, want %v (ties by text, unchanged statements left out)", got, want)
 	}

@@ -123,9 +123,15 @@ func (p promSnapshot) has(name string) bool {
 
 // roleCounts are one database role's statements in pg_stat_statements.
 type roleCounts struct {
-	calls   int64            // every statement
-	selects int64            // statements that begin with SELECT
-	byQuery map[string]int64 // calls per normalized statement text
+	calls   int64                 // every statement
+	selects int64                 // statements that begin with SELECT
+	byQuery map[string]queryStats // per normalized statement text
+}
+
+// queryStats are one statement's counters.
+type queryStats struct {
+	calls          int64
+	execMS, planMS float64 // total_exec_time, total_plan_time (0 unless pg_stat_statements.track_planning)
 }
 
 // topQueries is how many of a role's statements are printed one by one.
@@ -135,7 +141,8 @@ const topQueries = 4
 func statements(db *sql.DB) (map[string]roleCounts, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), statsTimeout)
 	defer cancel()
-	rows, err := db.QueryContext(ctx, `SELECT r.rolname, s.query, sum(s.calls)::bigint
+	rows, err := db.QueryContext(ctx, `SELECT r.rolname, s.query, sum(s.calls)::bigint,
+		sum(s.total_exec_time)::float8, sum(s.total_plan_time)::float8
 		FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid
 		WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
 		GROUP BY r.rolname, s.query`)
@@ -146,19 +153,20 @@ func statements(db *sql.DB) (map[string]roleCounts, error) {
 	out := map[string]roleCounts{}
 	for rows.Next() {
 		var role, query string
-		var calls int64
-		if err := rows.Scan(&role, &query, &calls); err != nil {
+		var q queryStats
+		if err := rows.Scan(&role, &query, &q.calls, &q.execMS, &q.planMS); err != nil {
 			return nil, fmt.Errorf("-pgss: %w", err)
 		}
 		c := out[role]
 		if c.byQuery == nil {
-			c.byQuery = map[string]int64{}
+			c.byQuery = map[string]queryStats{}
 		}
-		c.calls += calls
+		c.calls += q.calls
 		if selectRE.MatchString(query) {
-			c.selects += calls
+			c.selects += q.calls
 		}
-		c.byQuery[query] += calls
+		prev := c.byQuery[query]
+		c.byQuery[query] = queryStats{prev.calls + q.calls, prev.execMS + q.execMS, prev.planMS + q.planMS}
 		out[role] = c
 	}
 	return out, rows.Err()
@@ -169,10 +177,10 @@ var (
 	spaceRE  = regexp.MustCompile(`\s+`)
 )
 
-// queryDelta is one statement's calls in the run.
+// queryDelta is one statement's counters in the run.
 type queryDelta struct {
 	query string
-	calls int64
+	queryStats
 }
 
 // topDeltas are the statements of a role called most between before and
@@ -180,8 +188,9 @@ type queryDelta struct {
 func topDeltas(before, after roleCounts, n int) []queryDelta {
 	var out []queryDelta
 	for q, c := range after.byQuery {
-		if d := c - before.byQuery[q]; d > 0 {
-			out = append(out, queryDelta{q, d})
+		b := before.byQuery[q]
+		if d := c.calls - b.calls; d > 0 {
+			out = append(out, queryDelta{q, queryStats{d, c.execMS - b.execMS, c.planMS - b.planMS}})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -248,7 +257,8 @@ func printDeltas(before, after stats, messages int) {
 			fmt.Printf("db role=%s statements=%d selects=%d statements_per_message=%.2f selects_per_message=%.2f\n",
 				r, calls, selects, per(float64(calls)), per(float64(selects)))
 			for _, q := range topDeltas(before.pgss[r], after.pgss[r], topQueries) {
-				fmt.Printf("  %.2f/message %s\n", per(float64(q.calls)), shortQuery(q.query))
+				fmt.Printf("  %.2f/message exec_ms=%.3f plan_ms=%.3f %s\n", per(float64(q.calls)),
+					q.execMS/float64(q.calls), q.planMS/float64(q.calls), shortQuery(q.query))
 			}
 		}
 	}
