@@ -61,6 +61,7 @@ FEEDS=${FEEDS:-off on}
 REDIS_FEEDS=${REDIS_FEEDS:-on}
 PGBENCH_CLIENTS=${PGBENCH_CLIENTS:-8}
 PGBENCH_TIME=${PGBENCH_TIME:-$(d 10 3)}
+PGBENCH_MODE=${PGBENCH_MODE:-prepared} # pgbench -M: prepared plans each statement once per client
 PY_CONVS=${PY_CONVS:-$(d 5 5)}
 PY_MESSAGES=${PY_MESSAGES:-$(d 50 10)}
 W1_CONVS=${W1_CONVS:-$(d 5 5)}
@@ -335,7 +336,7 @@ ceiling_run() {
 	log "$id: load average ${R_LOAD[$id]}; pgbench -c $n -T $PGBENCH_TIME"
 	kids=$(children "$POSTMASTER")
 	t0=$(ticks "$POSTMASTER" tree)
-	pgbench -n -M prepared -c "$n" -j 2 -T "$PGBENCH_TIME" -D cbase="$cbase" -D tdelta="$tdelta" \
+	pgbench -n -M "$PGBENCH_MODE" -c "$n" -j 2 -T "$PGBENCH_TIME" -D cbase="$cbase" -D tdelta="$tdelta" \
 		-f "$WORK/message.sql" "$LOAD_DB" >"$WORK/$id.out" 2>&1
 	# pgbench's backends exit as it does; until the postmaster has reaped
 	# them, their time is neither theirs nor its.
@@ -349,7 +350,7 @@ ceiling_run() {
 	R_RATE[$id]=$(grep -m1 '^tps = ' "$WORK/$id.out" | awk '{ printf "%.0f", $3 }')
 	R_P50[$id]=- R_P99[$id]=- R_SRV[$id]=- R_REDIS[$id]=-
 	R_PG[$id]=$(awk -v t="$((t1 - t0))" -v n="$txns" -v hz="$CLK_TCK" 'BEGIN { printf "%.3f", t * 1000 / hz / n }')
-	R_NOTE[$id]="$n clients, ${PGBENCH_TIME}s, $txns transactions, latency avg $(grep -m1 '^latency average' "$WORK/$id.out" | awk '{ print $4 " " $5 }')"
+	R_NOTE[$id]="$n clients, ${PGBENCH_TIME}s, -M $PGBENCH_MODE, $txns transactions, latency avg $(grep -m1 '^latency average' "$WORK/$id.out" | awk '{ print $4 " " $5 }')"
 }
 if has ceiling; then ceiling_run ceiling-start "before the runs"; fi
 
