@@ -235,9 +235,11 @@ chatload_run() {
 	settle
 	R_LOAD[$id]=$(loadavg)
 	log "$id: load average ${R_LOAD[$id]}; chatload $*"
+	local failed=
 	"$WORK/chatload" -dsn "$LOAD_DB" -url "$url" -pgss -clk-tck "$CLK_TCK" \
 		-cpu "$sname=$spid" -cpu redis="$REDIS_PID" -cpu-tree postgres="$POSTMASTER" "$@" >"$WORK/$id.out" 2>&1 ||
-		log "$id: chatload failed (see $WORK/$id.out)"
+		failed=$(tail -1 "$WORK/$id.out" | sed 's/|/\\|/g')
+	if [ -n "$failed" ]; then log "$id: chatload failed (see $WORK/$id.out)"; fi
 	cat "$WORK/$id.out" >&2
 	local f=$WORK/$id.out
 	R_RATE[$id]=$(val "$f" conversations= rate | tr -d /s)
@@ -246,10 +248,15 @@ chatload_run() {
 	R_SRV[$id]=$(val "$f" "cpu name=$sname" per_message_ms)
 	R_PG[$id]=$(val "$f" "cpu name=postgres" per_message_ms)
 	R_REDIS[$id]=$(val "$f" "cpu name=redis" per_message_ms)
-	local notes=() lost errors stmts hits parts
+	local notes=() lost errors stmts hits parts ended
+	if [ -n "$failed" ]; then notes+=("**chatload failed**: $failed"); fi
 	lost=$(val "$f" conversations= lost) errors=$(val "$f" conversations= errors)
 	if [ "${lost:-0}" != 0 ]; then notes+=("$lost lost"); fi
 	if [ "${errors:-0}" != 0 ]; then notes+=("$errors error frames"); fi
+	ended=$(val "$f" conversations= ended)
+	if [ "${ended:-0}" != 0 ]; then
+		notes+=("**$ended talkers ended early** ($(grep -m1 '^  ended early: ' "$f" | sed 's/^  ended early: //; s/|/\\|/g'))")
+	fi
 	stmts=$(val "$f" "db role=$sname" statements_per_message)
 	if [ -n "$stmts" ]; then notes+=("$stmts statements/msg"); fi
 	parts=$(val "$f" "cpu_parts name=postgres" per_message_ms | tr ',' '\n' |

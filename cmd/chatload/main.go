@@ -279,6 +279,8 @@ type result struct {
 	errors    int
 	lost      int // sent, but no reply within the reply timeout
 	late      int // replies that came after their message was counted lost
+	ended     int // talkers that stopped early: their socket failed
+	firstEnd  string
 }
 
 var dialer = &websocket.Dialer{HandshakeTimeout: connectTimeout}
@@ -444,11 +446,13 @@ func talk(conns []chatConns, o options, stop func()) (*result, time.Time, error)
 		// reply that never comes costs o.replyTimeout, not the socket.
 		replies := make(chan frame, 16)
 		done := make(chan struct{})
+		var readErr error // why the socket ended; read once replies is closed
 		go func() {
 			defer close(replies)
 			for {
 				_, data, err := tws.ReadMessage()
 				if err != nil {
+					readErr = err
 					return
 				}
 				var f frame
@@ -487,13 +491,13 @@ func talk(conns []chatConns, o options, stop func()) (*result, time.Time, error)
 				text := content(now, p.conv, seq, o.size)
 				msg := fmt.Sprintf(`{"type": "chat_message", "message": "%s"}`, text)
 				if err := tws.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
-					errc <- err
+					errc <- fmt.Errorf("talker of conversation %d: send message %d: %w", p.conv, seq, err)
 					return
 				}
 				p.lastSent = now
 				timer.Reset(o.replyTimeout)
 				if err := res.await(replies, timer.C, text); err != nil {
-					errc <- fmt.Errorf("talker of conversation %d: %w", p.conv, err)
+					errc <- fmt.Errorf("talker of conversation %d, after message %d: %w: %v", p.conv, seq, err, readErr)
 					return
 				}
 				timer.Stop()
@@ -505,12 +509,14 @@ func talk(conns []chatConns, o options, stop func()) (*result, time.Time, error)
 	stop()
 	res.elapsed = stopped.Sub(start)
 	all.Wait()
-	select {
-	case err := <-errc:
-		if !errors.Is(err, context.DeadlineExceeded) {
-			return res, stopped, err
+	// A talker whose socket failed stopped early; the others' results
+	// stand, and the failures are printed with them.
+	close(errc)
+	for err := range errc {
+		if res.ended == 0 {
+			res.firstEnd = err.Error()
 		}
-	default:
+		res.ended++
 	}
 	return res, stopped, nil
 }
@@ -567,9 +573,12 @@ func (r *result) print(convs int) {
 	if r.elapsed > 0 {
 		rate = float64(r.sent) / r.elapsed.Seconds()
 	}
-	fmt.Printf("conversations=%d duration=%s messages=%d rate=%.1f/s errors=%d lost=%d late=%d delivered=%d p50=%s p99=%s\n",
+	fmt.Printf("conversations=%d duration=%s messages=%d rate=%.1f/s errors=%d lost=%d late=%d delivered=%d p50=%s p99=%s ended=%d\n",
 		convs, r.elapsed.Round(time.Millisecond), r.sent, rate, r.errors, r.lost, r.late, len(r.latencies),
-		quantile(r.latencies, 0.50).Round(10*time.Microsecond), quantile(r.latencies, 0.99).Round(10*time.Microsecond))
+		quantile(r.latencies, 0.50).Round(10*time.Microsecond), quantile(r.latencies, 0.99).Round(10*time.Microsecond), r.ended)
+	if r.ended > 0 {
+		fmt.Printf("  ended early: %s\n", r.firstEnd)
+	}
 }
 
 // quantile is the p-quantile of sorted ds (0 when empty).
