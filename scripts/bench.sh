@@ -248,7 +248,7 @@ chatload_run() {
 	R_SRV[$id]=$(val "$f" "cpu name=$sname" per_message_ms)
 	R_PG[$id]=$(val "$f" "cpu name=postgres" per_message_ms)
 	R_REDIS[$id]=$(val "$f" "cpu name=redis" per_message_ms)
-	local notes=() lost errors stmts hits parts ended
+	local notes=() lost errors stmts hits parts ended tool
 	if [ -n "$failed" ]; then notes+=("**chatload failed**: $failed"); fi
 	lost=$(val "$f" conversations= lost) errors=$(val "$f" conversations= errors)
 	if [ "${lost:-0}" != 0 ]; then notes+=("$lost lost"); fi
@@ -262,6 +262,8 @@ chatload_run() {
 	parts=$(val "$f" "cpu_parts name=postgres" per_message_ms | tr ',' '\n' |
 		awk -F: '$2 >= 0.01 { sub(/^backend_/, "", $1); printf "%s%s %s", n++ ? ", " : "", $1, $2 }')
 	if [ -n "$parts" ]; then notes+=("PostgreSQL ms/msg: $parts"); fi
+	tool=$(val "$f" "cpu name=chatload" per_message_ms)
+	if [ -n "$tool" ]; then notes+=("load tool $tool ms/msg"); fi
 	hits=$(val "$f" feed hits_per_message)
 	if [ -n "$hits" ]; then
 		notes+=("feed cache hits/msg $hits")
@@ -483,7 +485,7 @@ cat <<EOF
   and every process it forked (backends, the feed's WAL sender, checkpointer, WAL writer,
   autovacuum), those that exited in the window included; Redis: redis-server (idle on the
   memory layer). For the ceiling, PostgreSQL's CPU per pgbench transaction. The load tool's
-  and pgbench's own CPU are not counted.
+  CPU (chatload's, in the notes; pgbench's) is not counted in the total.
 - statements/msg: pg_stat_statements calls of the server's database role per message.
 - PostgreSQL ms/msg in the notes: the cluster's CPU by process: the server role's backends
   (sidecar, or postgres for Daphne and the tables' owner), the feed's walsender, background

@@ -199,3 +199,26 @@ func TestTopDeltas(t *testing.T) {
 		t.Errorf("shortQuery = %q", got)
 	}
 }
+
+func TestParseFrame(t *testing.T) {
+	latest := `{"id": 9, "content": "123 c1-2 \"latest_message\": x", "sender": {"id": 1}}`
+	for _, c := range []struct {
+		name, in     string
+		typ, content string
+		ok           bool
+	}{
+		{"new_message", `{"type": "new_message", "messages": [{"id": 8, "content": "\"latest_message\": {"}, ` + latest + `], "count": 2, "latest_message": ` + latest + `}`,
+			"new_message", `123 c1-2 "latest_message": x`, true},
+		{"compact layout: decoded whole", `{"type":"new_message","messages":[],"count":0,"latest_message":{"content":"a"}}`, "new_message", "a", true},
+		{"error", `{"type": "error", "message": "Too many messages"}`, "error", "", true},
+		{"other", `{"type": "read_receipt", "user_id": 3}`, "read_receipt", "", true},
+		{"not JSON", `nope`, "", "", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f, ok := parseFrame([]byte(c.in))
+			if ok != c.ok || f.Type != c.typ || f.LatestMessage.Content != c.content {
+				t.Errorf("parseFrame = %+v, %t; want type %q content %q, %t", f, ok, c.typ, c.content, c.ok)
+			}
+		})
+	}
+}

@@ -21,7 +21,8 @@
 // -cpu NAME=PID and -cpu-tree NAME=PID read a process's CPU time (the
 // tree: a server and every process it forked, e.g. a PostgreSQL
 // postmaster) from /proc when the talkers start and when the last one
-// stops, and print the milliseconds and the milliseconds per message.
+// stops, and print the milliseconds and the milliseconds per message,
+// and the same for chatload itself.
 //
 // -listen-url sends the listeners to another server (a second sidecar, or
 // Daphne), to measure delivery across processes through the channel layer.
@@ -47,6 +48,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -119,6 +121,10 @@ func main() {
 	flag.IntVar(&o.clkTck, "clk-tck", 100, "clock ticks per second in /proc/PID/stat (getconf CLK_TCK)")
 	flag.DurationVar(&o.replyTimeout, "reply-timeout", 5*time.Second, "a talker whose own new_message has not come this long after a send counts the message lost and sends the next")
 	flag.Parse()
+	if len(o.cpu) > 0 {
+		// The load tool shares the cores: its own CPU is printed too.
+		o.cpu = append(o.cpu, cpuTarget{name: "chatload", pid: os.Getpid()})
+	}
 	if *dsn == "" || o.secret == "" {
 		log.Fatal("chatload: -dsn and -secret (or SECRET_KEY) are required")
 	}
@@ -321,6 +327,34 @@ type frame struct {
 	} `json:"latest_message"`
 }
 
+// latestKey introduces a new_message frame's last member. Inside a JSON
+// string its quotes would be escaped, so it only ever appears as the key.
+var latestKey = []byte(`"latest_message": `)
+
+// parseFrame reads a chat frame's type, and for a new_message its
+// latest_message, without decoding the history before it (both servers
+// write {"type": "new_message", "messages": [...], "count": N,
+// "latest_message": {...}}, as Python's json.dumps lays it out): a
+// history of hundreds of messages would otherwise make the load tool,
+// on the servers' cores, decode each one twice per message sent.
+func parseFrame(data []byte) (frame, bool) {
+	var f frame
+	if t := frameType(data); t != "new_message" && t != "error" {
+		f.Type = t
+		return f, t != ""
+	}
+	if i := bytes.LastIndex(data, latestKey); i >= 0 && frameType(data) == "new_message" {
+		tail := bytes.TrimSpace(data[i+len(latestKey):])
+		if n := len(tail); n > 0 && tail[n-1] == '}' {
+			if json.Unmarshal(tail[:n-1], &f.LatestMessage) == nil {
+				f.Type = "new_message"
+				return f, true
+			}
+		}
+	}
+	return f, json.Unmarshal(data, &f) == nil
+}
+
 // chatConns are a pair's two chat sockets.
 type chatConns struct {
 	p        *pair
@@ -429,8 +463,8 @@ func talk(conns []chatConns, o options, stop func()) (*result, time.Time, error)
 				if err != nil {
 					return
 				}
-				var f frame
-				if json.Unmarshal(data, &f) != nil || f.Type != "new_message" {
+				f, ok := parseFrame(data)
+				if !ok || f.Type != "new_message" {
 					continue
 				}
 				sentAt, err := strconv.ParseInt(strings.SplitN(f.LatestMessage.Content, " ", 2)[0], 10, 64)
@@ -455,8 +489,8 @@ func talk(conns []chatConns, o options, stop func()) (*result, time.Time, error)
 					readErr = err
 					return
 				}
-				var f frame
-				if json.Unmarshal(data, &f) != nil || (f.Type != "error" && f.Type != "new_message") {
+				f, ok := parseFrame(data)
+				if !ok || (f.Type != "error" && f.Type != "new_message") {
 					continue
 				}
 				select {
