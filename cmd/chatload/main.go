@@ -11,7 +11,7 @@
 //	    -secret "$SECRET_KEY" -url ws://127.0.0.1:8001 -conversations 50 -duration 10s
 //
 // -rate paces each talker (messages per second) to measure latency below
-// saturation.
+// saturation; the talkers' sends are spread evenly over each interval.
 //
 // -messages N has each talker send exactly N messages (then -duration does
 // not end the run), so a conversation's history grows by exactly N;
@@ -429,10 +429,10 @@ func run(db *sql.DB, pairs []*pair, o options) error {
 	}
 	res.print(len(pairs))
 	if rep != nil {
-		rep.print(res.sent)
+		rep.print(res.sends())
 	}
-	printDeltas(before, after, res.sent)
-	printCPU(o.cpu, cpuBefore, cpuAfter, o.clkTck, res.sent)
+	printDeltas(before, after, res.sends())
+	printCPU(o.cpu, cpuBefore, cpuAfter, o.clkTck, res.sends())
 	return nil
 }
 
@@ -449,7 +449,7 @@ func talk(conns []chatConns, o options, stop func()) (*result, time.Time, error)
 	start := time.Now()
 	var all, talking sync.WaitGroup
 	errc := make(chan error, 2*len(conns))
-	for _, c := range conns {
+	for i, c := range conns {
 		p, lws, tws := c.p, c.lws, c.tws
 		all.Add(2)
 		talking.Add(1)
@@ -507,7 +507,16 @@ func talk(conns []chatConns, o options, stop func()) (*result, time.Time, error)
 			defer talking.Done()
 			var tick <-chan time.Time
 			if o.rate > 0 {
-				ticker := time.NewTicker(time.Duration(float64(time.Second) / o.rate))
+				// The talkers' ticks are spread over one interval, not
+				// all at once: an even offered load, not bursts of every
+				// talker together.
+				interval := time.Duration(float64(time.Second) / o.rate)
+				select {
+				case <-time.After(interval * time.Duration(i) / time.Duration(len(conns))):
+				case <-ctx.Done():
+					return
+				}
+				ticker := time.NewTicker(interval)
 				defer ticker.Stop()
 				tick = ticker.C
 			}
@@ -598,6 +607,11 @@ func content(sent time.Time, conv int64, seq, size int) string {
 	}
 	return s
 }
+
+// sends is how many messages the talkers sent and had an answer to or
+// gave up on: the work the servers did, which the per-message figures
+// divide (a message counted lost was usually saved and delivered late).
+func (r *result) sends() int { return r.sent + r.lost + r.errors }
 
 // print prints the run's results; rate is the messages saved and delivered
 // over the time from the first send to the last talker's stop.
