@@ -479,8 +479,11 @@ cat <<EOF
 - msgs/s: messages saved and delivered (the sender's own \`new_message\` came back) over the
   send window, first send to the last talker's stop; % of ceiling: of the mean of pgbench's
   two TPS ($CEILING), measured before and after the other runs.
-- p50/p99: send → the listener's \`new_message\`.
-- CPU ms/msg: utime+stime (/proc/PID/stat, ${CLK_TCK} ticks/s) over the send window, per message.
+- p50/p99: send → the listener's \`new_message\`. Workload 4: each talker sends at -rate, the
+  talkers' sends spread evenly over the interval, and waits for its reply (a late reply skips
+  ticks: "offered" is the rate asked for).
+- CPU ms/msg: utime+stime (/proc/PID/stat, ${CLK_TCK} ticks/s) over the send window, per message
+  sent (lost ones included: no reply within 5 s, usually saved and delivered late).
   server: the sidecar's process (or Daphne's); PostgreSQL: the whole private cluster, postmaster
   and every process it forked (backends, the feed's WAL sender, checkpointer, WAL writer,
   autovacuum), those that exited in the window included; Redis: redis-server (idle on the
