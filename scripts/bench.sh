@@ -62,6 +62,7 @@ REDIS_FEEDS=${REDIS_FEEDS:-on}
 PGBENCH_CLIENTS=${PGBENCH_CLIENTS:-8}
 PGBENCH_TIME=${PGBENCH_TIME:-$(d 10 3)}
 PGBENCH_MODE=${PGBENCH_MODE:-prepared} # pgbench -M: prepared plans each statement once per client
+PGBENCH_EACH=${PGBENCH_EACH:-$(d 5 2)}  # seconds of pgbench just before each chat run (0: none)
 PY_CONVS=${PY_CONVS:-$(d 5 5)}
 PY_MESSAGES=${PY_MESSAGES:-$(d 50 10)}
 W1_CONVS=${W1_CONVS:-$(d 5 5)}
@@ -281,6 +282,7 @@ sidecar_run() {
 	local id=$1 wl=$2 feed=$3 layer=$4
 	shift 4
 	record "$id" "$(desc "$wl")" sidecar "$feed" "$layer"
+	ceiling_now "$id"
 	start_sidecar "$id" "$feed" "$layer"
 	chatload_run "$id" "ws://127.0.0.1:$GO_PORT" sidecar "$SIDECAR_PID" \
 		-metrics-url "http://127.0.0.1:$ADMIN_PORT/metrics" "$@"
@@ -336,6 +338,25 @@ UPDATE chat_conversation SET last_message_at = now() WHERE id = :conv;
 END;
 SQL
 fi
+# pgbench_tps SECONDS OUT: pgbench's message transactions for SECONDS,
+# its output in OUT; prints the TPS.
+pgbench_tps() {
+	pgbench -n -M "$PGBENCH_MODE" -c "$PGBENCH_CLIENTS" -j 2 -T "$1" -D cbase="$cbase" -D tdelta="$tdelta" \
+		-f "$WORK/message.sql" "$LOAD_DB" >"$2" 2>&1
+	grep -m1 '^tps = ' "$2" | awk '{ printf "%.0f", $3 }'
+}
+
+# ceiling_now ID: the ceiling just before run ID (before its server
+# starts), in R_CEIL[ID]: the machine's other work (CPU, and other
+# databases' fsyncs on the same disk) moves it during the benchmark.
+declare -A R_CEIL
+ceiling_now() {
+	if [ -z "$cbase" ] || [ "$PGBENCH_EACH" = 0 ]; then return 0; fi
+	settle
+	R_CEIL[$1]=$(pgbench_tps "$PGBENCH_EACH" "$WORK/$1.pgbench")
+	log "$1: the ceiling just before: ${R_CEIL[$1]} TPS"
+}
+
 # ceiling_run ID WHEN: one pgbench run; its TPS in R_RATE[ID].
 ceiling_run() {
 	local id=$1 n=$PGBENCH_CLIENTS t0 t1 txns kids
@@ -345,8 +366,7 @@ ceiling_run() {
 	log "$id: load average ${R_LOAD[$id]}; pgbench -c $n -T $PGBENCH_TIME"
 	kids=$(children "$POSTMASTER")
 	t0=$(ticks "$POSTMASTER" tree)
-	pgbench -n -M "$PGBENCH_MODE" -c "$n" -j 2 -T "$PGBENCH_TIME" -D cbase="$cbase" -D tdelta="$tdelta" \
-		-f "$WORK/message.sql" "$LOAD_DB" >"$WORK/$id.out" 2>&1
+	R_RATE[$id]=$(pgbench_tps "$PGBENCH_TIME" "$WORK/$id.out")
 	# pgbench's backends exit as it does; until the postmaster has reaped
 	# them, their time is neither theirs nor its.
 	for _ in $(seq 100); do
@@ -356,7 +376,6 @@ ceiling_run() {
 	t1=$(ticks "$POSTMASTER" tree)
 	cat "$WORK/$id.out" >&2
 	txns=$(grep -m1 'number of transactions actually processed' "$WORK/$id.out" | awk -F': ' '{ split($2, a, "/"); print a[1] }')
-	R_RATE[$id]=$(grep -m1 '^tps = ' "$WORK/$id.out" | awk '{ printf "%.0f", $3 }')
 	R_P50[$id]=- R_P99[$id]=- R_SRV[$id]=- R_REDIS[$id]=-
 	R_PG[$id]=$(awk -v t="$((t1 - t0))" -v n="$txns" -v hz="$CLK_TCK" 'BEGIN { printf "%.3f", t * 1000 / hz / n }')
 	R_NOTE[$id]="$n clients, ${PGBENCH_TIME}s, -M $PGBENCH_MODE, $txns transactions, latency avg $(grep -m1 '^latency average' "$WORK/$id.out" | awk '{ print $4 " " $5 }')"
@@ -365,6 +384,7 @@ if has ceiling; then ceiling_run ceiling-start "before the runs"; fi
 
 if has python; then
 	record python "1: $PY_CONVS convs, history 0→$PY_MESSAGES, closed" "Daphne (Python)" - memory
+	ceiling_now python
 	(cd tests/django && DATABASE_URL=$LOAD_DB CHANNEL_LAYER=memory ALLOWED_HOSTS='*' PYTHONPATH=. \
 		PYTHONDONTWRITEBYTECODE=1 exec "$PY" -m daphne -b 127.0.0.1 -p "$PY_PORT" project.asgi:application) \
 		>"$WORK/python.log" 2>&1 &
@@ -444,8 +464,8 @@ if has ceiling; then
 fi
 
 # The table.
-pct() {
-	awk -v r="$1" -v c="$CEILING" 'BEGIN { if (!(c > 0 && r ~ /^[0-9.]+$/)) print "-"
+pct() { # RATE [CEILING]
+	awk -v r="$1" -v c="${2:-$CEILING}" 'BEGIN { if (!(c > 0 && r ~ /^[0-9.]+$/)) print "-"
 		else if (100 * r / c < 10) printf "%.1f %%", 100 * r / c; else printf "%.0f %%", 100 * r / c }'
 }
 total() {
@@ -460,25 +480,27 @@ echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 echo "$("$GO" version | awk '{ print $3 }'), PostgreSQL $ver_pg, $(redis-server --version | awk '{ print $1 " " $3 }' | sed 's/v=//'), Daphne $("$PY" -c 'import daphne; print(daphne.__version__)'), sidecar $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo '+changes')."
 echo "PostgreSQL: private cluster, wal_level=logical, pg_stat_statements; $(for k in "${durability[@]}"; do printf '%s=%s ' "$k" "${dur[$k]}"; done)(as $dur_from)."
 echo
-echo "| workload | server | FEED | layer | msgs/s | % of ceiling | p50 ms | p99 ms | server CPU ms/msg | PostgreSQL CPU ms/msg | Redis CPU ms/msg | total CPU ms/msg | load (1/5/15 min) | notes |"
-echo "|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|---|"
+echo "| workload | server | FEED | layer | msgs/s | ceiling just before | % of ceiling | p50 ms | p99 ms | server CPU ms/msg | PostgreSQL CPU ms/msg | Redis CPU ms/msg | total CPU ms/msg | load (1/5/15 min) | notes |"
+echo "|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|"
 rows=()
 for id in "${order[@]}"; do case $id in ceiling-*) rows+=("$id") ;; esac; done
 for id in "${order[@]}"; do case $id in ceiling-*) ;; *) rows+=("$id") ;; esac; done
 for id in "${rows[@]}"; do
-	pc=$(pct "${R_RATE[$id]:-}")
+	pc=$(pct "${R_RATE[$id]:-}" "${R_CEIL[$id]:-}")
+	case $id in ceiling-*) pc=- ;; esac
 	tot=-
 	case $id in ceiling-* | w5) ;; *) tot=$(total "${R_SRV[$id]:-}" "${R_PG[$id]:-}" "${R_REDIS[$id]:-}") ;; esac
-	printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
-		"${R_WL[$id]}" "${R_SERVER[$id]}" "${R_FEED[$id]}" "${R_LAYER[$id]}" "${R_RATE[$id]:--}" "$pc" \
+	printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
+		"${R_WL[$id]}" "${R_SERVER[$id]}" "${R_FEED[$id]}" "${R_LAYER[$id]}" "${R_RATE[$id]:--}" "${R_CEIL[$id]:--}" "$pc" \
 		"${R_P50[$id]:--}" "${R_P99[$id]:--}" "${R_SRV[$id]:--}" "${R_PG[$id]:--}" "${R_REDIS[$id]:--}" "$tot" \
 		"${R_LOAD[$id]:--}" "${R_NOTE[$id]:-}"
 done
 cat <<EOF
 
 - msgs/s: messages saved and delivered (the sender's own \`new_message\` came back) over the
-  send window, first send to the last talker's stop; % of ceiling: of the mean of pgbench's
-  two TPS ($CEILING), measured before and after the other runs.
+  send window, first send to the last talker's stop. Ceiling just before: pgbench's TPS over
+  ${PGBENCH_EACH}s right before the run (the machine's other work moves it); % of ceiling: of
+  that, or without it of the mean of the two long pgbench runs ($CEILING).
 - p50/p99: send → the listener's \`new_message\`. Workload 4: each talker sends at -rate, the
   talkers' sends spread evenly over the interval, and waits for its reply (a late reply skips
   ticks: "offered" is the rate asked for).
@@ -504,17 +526,19 @@ echo
 echo "Targets:"
 verdict() { if awk "BEGIN { exit !($1) }"; then echo met; else echo "NOT met"; fi; }
 num() { [[ ${1:-} =~ ^[0-9.]+$ ]]; }
+# share ID: the run's throughput in % of its ceiling.
+share() { awk -v r="${R_RATE[$1]}" -v c="${R_CEIL[$1]:-$CEILING}" 'BEGIN { printf "%.1f", 100 * r / c }'; }
 if [ -n "$CEILING" ] && num "${R_RATE[w2-on]:-}"; then
-	v=$(awk -v r="${R_RATE[w2-on]}" -v c="$CEILING" 'BEGIN { printf "%.1f", 100 * r / c }')
+	v=$(share w2-on)
 	echo "- workload 2, FEED=on ≥ 40 % of the ceiling: $v % — $(verdict "$v >= 40")"
 fi
 if [ -n "$CEILING" ] && num "${R_RATE[w2-off]:-}"; then
-	v=$(awk -v r="${R_RATE[w2-off]}" -v c="$CEILING" 'BEGIN { printf "%.1f", 100 * r / c }')
+	v=$(share w2-off)
 	echo "- workload 2, FEED=off ≥ 20 % of the ceiling: $v % — $(verdict "$v >= 20")"
 	echo "- workload 2, FEED=off, sidecar CPU ≤ 0.5 ms/msg: ${R_SRV[w2-off]} — $(verdict "${R_SRV[w2-off]} <= 0.5")"
 fi
 if [ -n "$CEILING" ] && num "${R_RATE[w3-on]:-}"; then
-	v=$(awk -v r="${R_RATE[w3-on]}" -v c="$CEILING" 'BEGIN { printf "%.1f", 100 * r / c }')
+	v=$(share w3-on)
 	echo "- workload 3, FEED=on ≥ 30 % of the ceiling: $v % — $(verdict "$v >= 30")"
 fi
 if num "${R_PG[w3-on]:-}"; then
