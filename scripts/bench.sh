@@ -7,9 +7,13 @@
 #
 #   ceiling  pgbench: what one message costs the database (INSERT into
 #            chat_message with every NOT NULL column + UPDATE
-#            chat_conversation SET last_message_at, one transaction),
-#            $PGBENCH_CLIENTS clients on as many conversations; its TPS is
-#            "the ceiling"
+#            chat_conversation SET last_message_at, one transaction,
+#            -M prepared), $PGBENCH_CLIENTS clients on as many conversations;
+#            its TPS is "the ceiling". It runs for $PGBENCH_TIME s before and
+#            after everything else, and for $PGBENCH_EACH s before each chat
+#            run (before its server starts): each run's share is of the
+#            ceiling just before it, since the machine's other work (CPU,
+#            and other databases' fsyncs on the same disk) moves it
 #   1        $W1_CONVS conversations, history 0 -> $W1_MESSAGES, closed loop
 #            (every talker sends, waits for its own new_message, sends again);
 #            also on Daphne serving tests/django's ChatConsumer (the Python
@@ -33,8 +37,8 @@
 # process; PostgreSQL's whole cluster: the postmaster and every process it
 # forked (backends, the feed's WAL sender, checkpointer, WAL writer,
 # autovacuum, ...), including those that exited in the window (the
-# postmaster's cutime+cstime). The load tool's CPU is not counted anywhere,
-# nor pgbench's. Every number is a lower bound on a machine whose cores the
+# postmaster's cutime+cstime). The load tool's CPU (chatload's, shown in
+# the notes; pgbench's) is not in the totals. Every number is a lower bound on a machine whose cores the
 # load tool, the servers and whatever else runs share: the 1-minute load
 # average is printed at each run's start.
 #
@@ -44,9 +48,12 @@
 #   W2_CONVS=100 SIDECAR_ENV="DB_MAX_CONNS=40" ./scripts/bench.sh
 #
 # RUNS (in this order): ceiling python w1 w2 w3 w4 redis w5. Outputs and
-# logs stay in $WORK. Needs root or the postgres OS user's rights (initdb
-# runs as postgres), PostgreSQL 15+ server programs, pgbench, redis-server
-# and the Python pieces of tests/django (/usr/bin/python3).
+# logs stay in $WORK (the database too with KEEP_PG=1). PGSS_PLANNING=on
+# adds each statement's planning time to chatload's outputs.
+#
+# Needs root or the postgres OS user's rights (initdb runs as postgres),
+# PostgreSQL 15+ server programs, pgbench, redis-server and the Python
+# pieces of tests/django (/usr/bin/python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -122,6 +129,7 @@ cleanup() {
 	if [ -f "$PGDATA/postmaster.pid" ]; then
 		as_postgres "$pgbin/pg_ctl" -D "$PGDATA" -m immediate stop >/dev/null 2>&1 || true
 	fi
+	if [ "${KEEP_PG:-0}" != 1 ]; then rm -rf "$PGDATA" "$WORK/sidecar" "$WORK/chatload" "$WORK/connload"; fi
 }
 trap cleanup EXIT INT TERM
 
