@@ -182,3 +182,43 @@ func TestAwait(t *testing.T) {
 		t.Error("await on a closed connection: no error")
 	}
 }
+
+func TestTopDeltas(t *testing.T) {
+	calls := func(n int64) queryStats { return queryStats{calls: n, execMS: float64(n) / 10} }
+	before := roleCounts{byQuery: map[string]queryStats{"SELECT a": calls(10), "INSERT b": calls(5), "SELECT old": calls(7)}}
+	after := roleCounts{byQuery: map[string]queryStats{"SELECT a": calls(30), "INSERT b": calls(25), "SELECT old": calls(7), "SELECT new": calls(3)}}
+	got := topDeltas(before, after, 2)
+	want := []queryDelta{{"INSERT b", queryStats{20, 2, 0}}, {"SELECT a", queryStats{20, 2, 0}}}
+	if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("topDeltas = %v, want %v (ties by text, unchanged statements left out)", got, want)
+	}
+	if got := topDeltas(roleCounts{}, after, 10); len(got) != 4 {
+		t.Errorf("a role new in the run: %d statements, want 4", len(got))
+	}
+	if got := shortQuery("SELECT  a,\n\tb FROM t"); got != "SELECT a, b FROM t" {
+		t.Errorf("shortQuery = %q", got)
+	}
+}
+
+func TestParseFrame(t *testing.T) {
+	latest := `{"id": 9, "content": "123 c1-2 \"latest_message\": x", "sender": {"id": 1}}`
+	for _, c := range []struct {
+		name, in     string
+		typ, content string
+		ok           bool
+	}{
+		{"new_message", `{"type": "new_message", "messages": [{"id": 8, "content": "\"latest_message\": {"}, ` + latest + `], "count": 2, "latest_message": ` + latest + `}`,
+			"new_message", `123 c1-2 "latest_message": x`, true},
+		{"compact layout: decoded whole", `{"type":"new_message","messages":[],"count":0,"latest_message":{"content":"a"}}`, "new_message", "a", true},
+		{"error", `{"type": "error", "message": "Too many messages"}`, "error", "", true},
+		{"other", `{"type": "read_receipt", "user_id": 3}`, "read_receipt", "", true},
+		{"not JSON", `nope`, "", "", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f, ok := parseFrame([]byte(c.in))
+			if ok != c.ok || f.Type != c.typ || f.LatestMessage.Content != c.content {
+				t.Errorf("parseFrame = %+v, %t; want type %q content %q, %t", f, ok, c.typ, c.content, c.ok)
+			}
+		})
+	}
+}

@@ -11,7 +11,18 @@
 //	    -secret "$SECRET_KEY" -url ws://127.0.0.1:8001 -conversations 50 -duration 10s
 //
 // -rate paces each talker (messages per second) to measure latency below
-// saturation.
+// saturation; the talkers' sends are spread evenly over each interval.
+//
+// -messages N has each talker send exactly N messages (then -duration does
+// not end the run), so a conversation's history grows by exactly N;
+// -prefill H first gives every load conversation H older messages (one
+// INSERT ... SELECT), so the history starts at H.
+//
+// -cpu NAME=PID and -cpu-tree NAME=PID read a process's CPU time (the
+// tree: a server and every process it forked, e.g. a PostgreSQL
+// postmaster) from /proc when the talkers start and when the last one
+// stops, and print the milliseconds and the milliseconds per message,
+// and the same for chatload itself.
 //
 // -listen-url sends the listeners to another server (a second sidecar, or
 // Daphne), to measure delivery across processes through the channel layer.
@@ -37,6 +48,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -54,7 +66,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	_ "github.com/lib/pq"
+	"github.com/lib/pq"
 
 	"github.com/chatsidecar/sidecar/auth"
 	"github.com/chatsidecar/sidecar/djangodb"
@@ -81,6 +93,9 @@ type options struct {
 	inboxQuiet, inboxWait     time.Duration
 	metricsURL                string
 	pgss                      bool
+	messages                  int         // per talker; 0: send for duration
+	cpu                       []cpuTarget // processes whose CPU time the run measures
+	clkTck                    int         // clock ticks per second of /proc/PID/stat
 }
 
 func main() {
@@ -99,8 +114,17 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "how long the talkers send")
 	flag.IntVar(&o.size, "size", 32, "bytes of content per message")
 	flag.Float64Var(&o.rate, "rate", 0, "messages per second per talker (0: as fast as replies come back)")
+	flag.IntVar(&o.messages, "messages", 0, "messages each talker sends, then stops (0: send for -duration)")
+	prefillN := flag.Int("prefill", 0, "older messages inserted into each load conversation before the run")
+	flag.Var(cpuFlag{&o.cpu, false}, "cpu", "NAME=PID: a process whose CPU time (utime+stime) over the run is printed; repeatable")
+	flag.Var(cpuFlag{&o.cpu, true}, "cpu-tree", "NAME=PID: like -cpu, for a process and every child it forked (e.g. a postmaster); repeatable")
+	flag.IntVar(&o.clkTck, "clk-tck", 100, "clock ticks per second in /proc/PID/stat (getconf CLK_TCK)")
 	flag.DurationVar(&o.replyTimeout, "reply-timeout", 5*time.Second, "a talker whose own new_message has not come this long after a send counts the message lost and sends the next")
 	flag.Parse()
+	if len(o.cpu) > 0 {
+		// The load tool shares the cores: its own CPU is printed too.
+		o.cpu = append(o.cpu, cpuTarget{name: "chatload", pid: os.Getpid()})
+	}
 	if *dsn == "" || o.secret == "" {
 		log.Fatal("chatload: -dsn and -secret (or SECRET_KEY) are required")
 	}
@@ -115,6 +139,11 @@ func main() {
 	pairs, err := seed(db, *convs, *inboxSize)
 	if err != nil {
 		log.Fatalf("chatload: seed: %v", err)
+	}
+	if *prefillN > 0 {
+		if err := prefill(db, pairs, *prefillN, o.size); err != nil {
+			log.Fatalf("chatload: prefill: %v", err)
+		}
 	}
 	if err := run(db, pairs, o); err != nil {
 		log.Fatalf("chatload: %v", err)
@@ -206,6 +235,37 @@ func seedInbox(ctx context.Context, fx *fixture.Writer, run string, i int, liste
 	return nil
 }
 
+// prefill gives every load conversation n messages, alternately from its
+// talker and its listener, an hour old and a second apart, each unique
+// and o.size bytes long as the run's are, and sets last_message_at to
+// the last of them, as the chat leaves it.
+func prefill(db *sql.DB, pairs []*pair, n, size int) error {
+	ids := make([]int64, len(pairs))
+	for i, p := range pairs {
+		ids[i] = p.conv
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	base := time.Now().Add(-time.Hour).UTC().Truncate(time.Microsecond)
+	if _, err := db.ExecContext(ctx, `INSERT INTO chat_message
+		(conversation_id, sender_id, content, message_type, is_read, created_at)
+		SELECT c.id, CASE WHEN g % 2 = 1 THEN c.talker_id ELSE c.listener_id END,
+			rpad('prefill c' || c.id || '-' || g || ' ', $3, 'x'), 'text', false, $4::timestamptz + g * interval '1 second'
+		FROM chat_conversation c CROSS JOIN generate_series(1, $2) g
+		WHERE c.id = ANY($1)
+		ORDER BY c.id, g`, pq.Array(ids), n, size, base); err != nil {
+		return fmt.Errorf("insert messages: %w", err)
+	}
+	if _, err := db.ExecContext(ctx, `UPDATE chat_conversation SET last_message_at = $2::timestamptz + $3::int * interval '1 second'
+		WHERE id = ANY($1)`, pq.Array(ids), base, n); err != nil {
+		return fmt.Errorf("set last_message_at: %w", err)
+	}
+	if _, err := db.ExecContext(ctx, `ANALYZE chat_message`); err != nil {
+		return fmt.Errorf("analyze: %w", err)
+	}
+	return nil
+}
+
 // token mints an access token as SimpleJWT does.
 func token(secret string, user int64) string {
 	return auth.MintAccess(secret, user, time.Now(), time.Hour)
@@ -218,12 +278,15 @@ func randHex(n int) string {
 }
 
 type result struct {
+	elapsed   time.Duration // the first send → the last talker stopped
 	mu        sync.Mutex
 	sent      int
 	latencies []time.Duration // send → the listener's new_message
 	errors    int
 	lost      int // sent, but no reply within the reply timeout
 	late      int // replies that came after their message was counted lost
+	ended     int // talkers that stopped early: their socket failed
+	firstEnd  string
 }
 
 var dialer = &websocket.Dialer{HandshakeTimeout: connectTimeout}
@@ -262,6 +325,34 @@ type frame struct {
 	LatestMessage struct {
 		Content string `json:"content"`
 	} `json:"latest_message"`
+}
+
+// latestKey introduces a new_message frame's last member. Inside a JSON
+// string its quotes would be escaped, so it only ever appears as the key.
+var latestKey = []byte(`"latest_message": `)
+
+// parseFrame reads a chat frame's type, and for a new_message its
+// latest_message, without decoding the history before it (both servers
+// write {"type": "new_message", "messages": [...], "count": N,
+// "latest_message": {...}}, as Python's json.dumps lays it out): a
+// history of hundreds of messages would otherwise make the load tool,
+// on the servers' cores, decode each one twice per message sent.
+func parseFrame(data []byte) (frame, bool) {
+	var f frame
+	if t := frameType(data); t != "new_message" && t != "error" {
+		f.Type = t
+		return f, t != ""
+	}
+	if i := bytes.LastIndex(data, latestKey); i >= 0 && frameType(data) == "new_message" {
+		tail := bytes.TrimSpace(data[i+len(latestKey):])
+		if n := len(tail); n > 0 && tail[n-1] == '}' {
+			if json.Unmarshal(tail[:n-1], &f.LatestMessage) == nil {
+				f.Type = "new_message"
+				return f, true
+			}
+		}
+	}
+	return f, json.Unmarshal(data, &f) == nil
 }
 
 // chatConns are a pair's two chat sockets.
@@ -304,9 +395,18 @@ func run(db *sql.DB, pairs []*pair, o options) error {
 	if err != nil {
 		return err
 	}
-	res, stopped, err := talk(conns, o)
+	cpuBefore, err := sampleCPU(o.cpu)
 	if err != nil {
 		return err
+	}
+	var cpuAfter cpuSample
+	var cpuErr error
+	res, stopped, err := talk(conns, o, func() { cpuAfter, cpuErr = sampleCPU(o.cpu) })
+	if err != nil {
+		return err
+	}
+	if cpuErr != nil {
+		return cpuErr
 	}
 	var rep *inboxReport
 	if ib != nil {
@@ -327,24 +427,29 @@ func run(db *sql.DB, pairs []*pair, o options) error {
 	if err != nil {
 		return err
 	}
-	res.print(len(pairs), o.duration)
+	res.print(len(pairs))
 	if rep != nil {
-		rep.print(res.sent)
+		rep.print(res.sends())
 	}
-	printDeltas(before, after, res.sent)
+	printDeltas(before, after, res.sends())
+	printCPU(o.cpu, cpuBefore, cpuAfter, o.clkTck, res.sends())
 	return nil
 }
 
 // talk runs a listener and a talker per pair: the talkers send for
-// o.duration. It returns when every socket is done, with the time the
-// last talker stopped sending.
-func talk(conns []chatConns, o options) (*result, time.Time, error) {
+// o.duration, or o.messages each. It calls stop as soon as the last talker
+// has stopped, and returns when every socket is done, with that time.
+func talk(conns []chatConns, o options, stop func()) (*result, time.Time, error) {
 	res := &result{}
 	ctx, cancel := context.WithTimeout(context.Background(), o.duration)
+	if o.messages > 0 {
+		ctx, cancel = context.WithCancel(context.Background())
+	}
 	defer cancel()
+	start := time.Now()
 	var all, talking sync.WaitGroup
 	errc := make(chan error, 2*len(conns))
-	for _, c := range conns {
+	for i, c := range conns {
 		p, lws, tws := c.p, c.lws, c.tws
 		all.Add(2)
 		talking.Add(1)
@@ -358,8 +463,8 @@ func talk(conns []chatConns, o options) (*result, time.Time, error) {
 				if err != nil {
 					return
 				}
-				var f frame
-				if json.Unmarshal(data, &f) != nil || f.Type != "new_message" {
+				f, ok := parseFrame(data)
+				if !ok || f.Type != "new_message" {
 					continue
 				}
 				sentAt, err := strconv.ParseInt(strings.SplitN(f.LatestMessage.Content, " ", 2)[0], 10, 64)
@@ -375,15 +480,17 @@ func talk(conns []chatConns, o options) (*result, time.Time, error) {
 		// reply that never comes costs o.replyTimeout, not the socket.
 		replies := make(chan frame, 16)
 		done := make(chan struct{})
+		var readErr error // why the socket ended; read once replies is closed
 		go func() {
 			defer close(replies)
 			for {
 				_, data, err := tws.ReadMessage()
 				if err != nil {
+					readErr = err
 					return
 				}
-				var f frame
-				if json.Unmarshal(data, &f) != nil || (f.Type != "error" && f.Type != "new_message") {
+				f, ok := parseFrame(data)
+				if !ok || (f.Type != "error" && f.Type != "new_message") {
 					continue
 				}
 				select {
@@ -400,13 +507,22 @@ func talk(conns []chatConns, o options) (*result, time.Time, error) {
 			defer talking.Done()
 			var tick <-chan time.Time
 			if o.rate > 0 {
-				ticker := time.NewTicker(time.Duration(float64(time.Second) / o.rate))
+				// The talkers' ticks are spread over one interval, not
+				// all at once: an even offered load, not bursts of every
+				// talker together.
+				interval := time.Duration(float64(time.Second) / o.rate)
+				select {
+				case <-time.After(interval * time.Duration(i) / time.Duration(len(conns))):
+				case <-ctx.Done():
+					return
+				}
+				ticker := time.NewTicker(interval)
 				defer ticker.Stop()
 				tick = ticker.C
 			}
 			timer := time.NewTimer(0)
 			<-timer.C
-			for seq := 1; ctx.Err() == nil; seq++ {
+			for seq := 1; ctx.Err() == nil && (o.messages == 0 || seq <= o.messages); seq++ {
 				if tick != nil {
 					select {
 					case <-tick:
@@ -418,13 +534,13 @@ func talk(conns []chatConns, o options) (*result, time.Time, error) {
 				text := content(now, p.conv, seq, o.size)
 				msg := fmt.Sprintf(`{"type": "chat_message", "message": "%s"}`, text)
 				if err := tws.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
-					errc <- err
+					errc <- fmt.Errorf("talker of conversation %d: send message %d: %w", p.conv, seq, err)
 					return
 				}
 				p.lastSent = now
 				timer.Reset(o.replyTimeout)
 				if err := res.await(replies, timer.C, text); err != nil {
-					errc <- fmt.Errorf("talker of conversation %d: %w", p.conv, err)
+					errc <- fmt.Errorf("talker of conversation %d, after message %d: %w: %v", p.conv, seq, err, readErr)
 					return
 				}
 				timer.Stop()
@@ -433,13 +549,17 @@ func talk(conns []chatConns, o options) (*result, time.Time, error) {
 	}
 	talking.Wait()
 	stopped := time.Now()
+	stop()
+	res.elapsed = stopped.Sub(start)
 	all.Wait()
-	select {
-	case err := <-errc:
-		if !errors.Is(err, context.DeadlineExceeded) {
-			return res, stopped, err
+	// A talker whose socket failed stopped early; the others' results
+	// stand, and the failures are printed with them.
+	close(errc)
+	for err := range errc {
+		if res.ended == 0 {
+			res.firstEnd = err.Error()
 		}
-	default:
+		res.ended++
 	}
 	return res, stopped, nil
 }
@@ -488,11 +608,25 @@ func content(sent time.Time, conv int64, seq, size int) string {
 	return s
 }
 
-func (r *result) print(convs int, d time.Duration) {
+// sends is how many messages the talkers sent and had an answer to or
+// gave up on: the work the servers did, which the per-message figures
+// divide (a message counted lost was usually saved and delivered late).
+func (r *result) sends() int { return r.sent + r.lost + r.errors }
+
+// print prints the run's results; rate is the messages saved and delivered
+// over the time from the first send to the last talker's stop.
+func (r *result) print(convs int) {
 	sort.Slice(r.latencies, func(i, j int) bool { return r.latencies[i] < r.latencies[j] })
-	fmt.Printf("conversations=%d duration=%s messages=%d rate=%.0f/s errors=%d lost=%d late=%d delivered=%d p50=%s p99=%s\n",
-		convs, d, r.sent, float64(r.sent)/d.Seconds(), r.errors, r.lost, r.late, len(r.latencies),
-		quantile(r.latencies, 0.50).Round(10*time.Microsecond), quantile(r.latencies, 0.99).Round(10*time.Microsecond))
+	rate := 0.0
+	if r.elapsed > 0 {
+		rate = float64(r.sent) / r.elapsed.Seconds()
+	}
+	fmt.Printf("conversations=%d duration=%s messages=%d rate=%.1f/s errors=%d lost=%d late=%d delivered=%d p50=%s p99=%s ended=%d\n",
+		convs, r.elapsed.Round(time.Millisecond), r.sent, rate, r.errors, r.lost, r.late, len(r.latencies),
+		quantile(r.latencies, 0.50).Round(10*time.Microsecond), quantile(r.latencies, 0.99).Round(10*time.Microsecond), r.ended)
+	if r.ended > 0 {
+		fmt.Printf("  ended early: %s\n", r.firstEnd)
+	}
 }
 
 // quantile is the p-quantile of sorted ds (0 when empty).

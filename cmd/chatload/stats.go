@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -110,35 +111,104 @@ func (p promSnapshot) sum(name string, labels ...string) float64 {
 	return total
 }
 
+// has reports whether the exposition has a series of name.
+func (p promSnapshot) has(name string) bool {
+	for series := range p {
+		if n, _, _ := strings.Cut(series, "{"); n == name {
+			return true
+		}
+	}
+	return false
+}
+
 // roleCounts are one database role's statements in pg_stat_statements.
 type roleCounts struct {
-	calls   int64 // every statement
-	selects int64 // statements that begin with SELECT
+	calls   int64                 // every statement
+	selects int64                 // statements that begin with SELECT
+	byQuery map[string]queryStats // per normalized statement text
 }
+
+// queryStats are one statement's counters.
+type queryStats struct {
+	calls          int64
+	execMS, planMS float64 // total_exec_time, total_plan_time (0 unless pg_stat_statements.track_planning)
+}
+
+// topQueries is how many of a role's statements are printed one by one.
+const topQueries = 4
 
 // statements reads pg_stat_statements for the current database, per role.
 func statements(db *sql.DB) (map[string]roleCounts, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), statsTimeout)
 	defer cancel()
-	rows, err := db.QueryContext(ctx, `SELECT r.rolname, sum(s.calls)::bigint,
-		COALESCE(sum(s.calls) FILTER (WHERE s.query ~* '^\s*select'), 0)::bigint
+	rows, err := db.QueryContext(ctx, `SELECT r.rolname, s.query, sum(s.calls)::bigint,
+		sum(s.total_exec_time)::float8, sum(s.total_plan_time)::float8
 		FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid
 		WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-		GROUP BY r.rolname`)
+		GROUP BY r.rolname, s.query`)
 	if err != nil {
 		return nil, fmt.Errorf("-pgss: read pg_stat_statements (the server needs shared_preload_libraries=pg_stat_statements and the database CREATE EXTENSION pg_stat_statements): %w", err)
 	}
 	defer rows.Close()
 	out := map[string]roleCounts{}
 	for rows.Next() {
-		var role string
-		var c roleCounts
-		if err := rows.Scan(&role, &c.calls, &c.selects); err != nil {
+		var role, query string
+		var q queryStats
+		if err := rows.Scan(&role, &query, &q.calls, &q.execMS, &q.planMS); err != nil {
 			return nil, fmt.Errorf("-pgss: %w", err)
 		}
+		c := out[role]
+		if c.byQuery == nil {
+			c.byQuery = map[string]queryStats{}
+		}
+		c.calls += q.calls
+		if selectRE.MatchString(query) {
+			c.selects += q.calls
+		}
+		prev := c.byQuery[query]
+		c.byQuery[query] = queryStats{prev.calls + q.calls, prev.execMS + q.execMS, prev.planMS + q.planMS}
 		out[role] = c
 	}
 	return out, rows.Err()
+}
+
+var (
+	selectRE = regexp.MustCompile(`(?i)^\s*select`)
+	spaceRE  = regexp.MustCompile(`\s+`)
+)
+
+// queryDelta is one statement's counters in the run.
+type queryDelta struct {
+	query string
+	queryStats
+}
+
+// topDeltas are the statements of a role called most between before and
+// after, most first, at most n.
+func topDeltas(before, after roleCounts, n int) []queryDelta {
+	var out []queryDelta
+	for q, c := range after.byQuery {
+		b := before.byQuery[q]
+		if d := c.calls - b.calls; d > 0 {
+			out = append(out, queryDelta{q, queryStats{d, c.execMS - b.execMS, c.planMS - b.planMS}})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].calls != out[j].calls {
+			return out[i].calls > out[j].calls
+		}
+		return out[i].query < out[j].query
+	})
+	return out[:min(n, len(out))]
+}
+
+// shortQuery is a statement's text on one line, cut to 100 bytes.
+func shortQuery(q string) string {
+	q = strings.TrimSpace(spaceRE.ReplaceAllString(q, " "))
+	if len(q) > 100 {
+		q = q[:100] + "..."
+	}
+	return q
 }
 
 // printDeltas prints what the servers did between before and after.
@@ -168,6 +238,12 @@ func printDeltas(before, after stats, messages int) {
 			computed, per(computed), updates, merged, updates-merged,
 			d("sidecar_group_events_dropped_total"), d("sidecar_redis_over_capacity_total"),
 			receives, receiveMean.Round(time.Microsecond))
+		if after.prom.has("sidecar_history_cache_hits_total") {
+			hits := d("sidecar_history_cache_hits_total")
+			fmt.Printf("feed up=%.0f cache_hits=%.0f hits_per_message=%.2f loads=%.0f not_exact=%.0f evictions=%.0f\n",
+				after.prom.sum("sidecar_feed_up"), hits, per(hits), d("sidecar_history_cache_loads_total"),
+				d("sidecar_history_cache_not_exact_total"), d("sidecar_history_cache_evictions_total"))
+		}
 	}
 	if after.pgss != nil {
 		roles := make([]string, 0, len(after.pgss))
@@ -180,6 +256,10 @@ func printDeltas(before, after stats, messages int) {
 			selects := after.pgss[r].selects - before.pgss[r].selects
 			fmt.Printf("db role=%s statements=%d selects=%d statements_per_message=%.2f selects_per_message=%.2f\n",
 				r, calls, selects, per(float64(calls)), per(float64(selects)))
+			for _, q := range topDeltas(before.pgss[r], after.pgss[r], topQueries) {
+				fmt.Printf("  %.2f/message exec_ms=%.3f plan_ms=%.3f %s\n", per(float64(q.calls)),
+					q.execMS/float64(q.calls), q.planMS/float64(q.calls), shortQuery(q.query))
+			}
 		}
 	}
 }
