@@ -50,16 +50,22 @@ func (a *arena) rawJoin(user int64) *rawConn {
 
 // droppedForQueue checks how a client that fell behind ended: the sidecar
 // logged "send queue full" for user, and the client got close 1008
-// (closed1008) or, because of bug close-1008-cut, a stream cut short
-// (cut). Anything else (still open, another code) fails.
+// (closed1008), or, when it did not even read the frame in progress within
+// WRITE_TIMEOUT (the close frame can only follow it), a stream cut short
+// after the sidecar logged that write's timeout (cut). Anything else (still
+// open, another code, a cut without a write timeout) fails.
 func (a *arena) droppedForQueue(outcome string, closed1008, cut bool, user int64) {
 	a.t.Helper()
+	timedOut := slices.ContainsFunc(a.logLines("write failed"), func(l string) bool {
+		return strings.Contains(l, fmt.Sprintf(" user=%d ", user)) && strings.Contains(l, "i/o timeout")
+	})
 	switch {
 	case closed1008:
-	case cut:
-		knownBug(a.t, bugClose1008Cut, "%s; want close 1008 (send queue full)", outcome)
+	case cut && timedOut:
+		a.t.Logf("%s: it did not read the frame in progress within WRITE_TIMEOUT, so no close frame could follow it", outcome)
 	default:
-		a.t.Errorf("%s; want close 1008 (send queue full)", outcome)
+		a.t.Errorf("%s; want close 1008 (send queue full), or the socket closed after the frame in progress timed out; the sidecar logged for the user:\n%s",
+			outcome, strings.Join(a.logLines(fmt.Sprintf(" user=%d ", user)), "\n"))
 	}
 	if !slices.ContainsFunc(a.logLines(`reason="send queue full"`), func(l string) bool {
 		return strings.Contains(l, fmt.Sprintf(" user=%d ", user))
@@ -104,9 +110,9 @@ func readInto(ws *websocket.Conn, buf []byte) ([]byte, error) {
 // MEMORY_WAIT, then is answered 503.
 //
 // At once, the 30 share two loads. One every 250 ms, each finds the budget
-// held by the first two for WRITE_TIMEOUT, and the load that waits for
-// memory holds what it took meanwhile: see bugs memory-wait-500 and
-// budget-starvation in doc.go.
+// held by the first two for WRITE_TIMEOUT and waits MEMORY_WAIT for it;
+// the first piece of other work may dip into the budget's reserve, so the
+// bystander is still served.
 //
 // Both mostly wait for WRITE_TIMEOUT, so they run in parallel, after the
 // other attacks (as does TestMemoryWaitOutlastsDBTimeout).
@@ -139,9 +145,6 @@ func historyToNonReaders(t *testing.T, spacing time.Duration) {
 			}
 		}
 	})
-	if spacing > 0 {
-		a.stallBug = bugBudgetStarvation
-	}
 	target := chatPath(a.conv) + "?token=" + url.QueryEscape(a.tokens[a.talker])
 	type result struct {
 		rc   *rawConn
@@ -164,7 +167,7 @@ func historyToNonReaders(t *testing.T, spacing time.Duration) {
 	}
 	wg.Wait()
 	handshaken := time.Now()
-	var accepted, busy, failed int
+	var accepted, busy int
 	for i, r := range results {
 		switch {
 		case r.err != nil:
@@ -173,9 +176,6 @@ func historyToNonReaders(t *testing.T, spacing time.Duration) {
 			accepted++
 		case r.resp.StatusCode == http.StatusServiceUnavailable && r.resp.Header.Get("Retry-After") == "1":
 			busy++
-		case r.resp.StatusCode == http.StatusInternalServerError:
-			failed++
-			knownBug(t, bugMemoryWait500, "client %d: %s after waiting for memory, want 503 with Retry-After: 1", i, r.resp.Status)
 		default:
 			t.Errorf("client %d: %s, want 101 or 503 with Retry-After: 1", i, r.resp.Status)
 		}
@@ -202,8 +202,8 @@ func historyToNonReaders(t *testing.T, spacing time.Duration) {
 			cut++
 		}
 	}
-	a.finish(fmt.Sprintf("%d of %d handshakes accepted, %d of them cut off by WRITE_TIMEOUT without a close frame (at most %s of the %s history reached each); %d answered 503, %d answered 500",
-		accepted, clients, cut, mib(maxRead), mib(history), busy, failed))
+	a.finish(fmt.Sprintf("%d of %d handshakes accepted, %d of them cut off by WRITE_TIMEOUT without a close frame (at most %s of the %s history reached each); %d answered 503",
+		accepted, clients, cut, mib(maxRead), mib(history), busy))
 }
 
 // b. A talker sends 100 typing frames just under MAX_TEXT_FRAME_BYTES to a
@@ -276,18 +276,14 @@ func TestTypingFlood(t *testing.T) {
 // new_message carries the whole history, so the listener's queue passes
 // SEND_QUEUE_BYTES within a second or two and it is dropped with 1008.
 //
-// The talker reads everything, but it is not served to the end either:
-// its own new_message frames grow by 2.3 KB a message (1.4 MB each by
-// message 600, 2.8 MB by message 1,200: at 80 a second, 110 to 220 MB/s
-// for one client), and it is dropped with 1008 once the frames queued for
-// it pass SEND_QUEUE_BYTES. Some of that is real (the sidecar, PostgreSQL
-// and the test share two cores), some is bug history-queue-drop (doc.go):
-// messages that arrive while a history loads are handled as one run and
-// their frames, each counted whole, are queued back to back. On the
-// development machine the talker got 250 to 650 of its 1,500 messages
-// back under -race, about 1,200 without. The test asserts that it is
-// served in order until then and dropped only with 1008, and logs how far
-// it got.
+// The talker reads everything as fast as it can. Its own new_message
+// frames grow by 2.3 KB a message (3.3 MB by the last: at 80 a second,
+// up to 260 MB/s for one client). The history such frames share is
+// counted once, so it is usually served to the end; when the test's
+// reader (under -race, on two cores shared with the sidecar and
+// PostgreSQL) really falls behind, it is dropped with 1008. The test
+// asserts that it is served in order and, if dropped, dropped as a slow
+// reader is, and logs how far it got.
 func TestSlowReader(t *testing.T) {
 	const (
 		count = 1500
@@ -393,14 +389,10 @@ func TestSlowReader(t *testing.T) {
 // d. Frames as large as a file_message may be that are not one, built to
 // cost the decoder: 8 objects of ~15.8 MiB with 1.26 million keys and 4
 // lists of 8.3 million zeros, all at once. Each is read within the memory
-// budget and refused by the bounded decoder with the error frame "Message
-// is too complex" (the connection stays), or, when the budget is spent
-// while it waits, closed with 1013.
+// budget and, larger than anything but a file_message may be and not one,
+// closed with 1009; or, when the budget is spent while it waits, with 1013.
 func TestComplexFrames(t *testing.T) {
 	a := newArena(t, nil)
-	// Reads that wait for memory hold what they have read meanwhile: see
-	// bug budget-starvation in doc.go.
-	a.stallBug = bugBudgetStarvation
 	const objectSize = 16_567_500 // 15.8 MiB
 	objectFrame := make([]byte, 0, objectSize)
 	objectFrame = append(objectFrame, '{')
@@ -465,24 +457,24 @@ func TestComplexFrames(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	var complex, busy int
+	var tooBig, busy int
 	for i, o := range outcomes {
 		switch {
 		case o.err != nil:
 			t.Errorf("frame %d: %v", i, o.err)
-		case o.text == errorFrame("Message is too complex"):
-			complex++
+		case o.code == websocket.CloseMessageTooBig:
+			tooBig++
 		case o.code == 1013:
 			busy++
 		default:
-			t.Errorf("frame %d: %q, close %d; want the error frame \"Message is too complex\" or close 1013", i, o.text, o.code)
+			t.Errorf("frame %d: %q, close %d; want close 1009 or 1013", i, o.text, o.code)
 		}
 	}
-	a.finish(fmt.Sprintf("%d frames got the error frame \"Message is too complex\" (connection kept), %d were closed with 1013", complex, busy))
+	a.finish(fmt.Sprintf("%d frames closed with 1009, %d with 1013 (memory)", tooBig, busy))
 }
 
 // e. A fragmented message trickled in forever, the client answering every
-// ping meanwhile: the connection is closed (no close frame) once the
+// ping meanwhile: the connection is closed with 1008 once the
 // message has taken MESSAGE_TIMEOUT.
 func TestTrickledMessage(t *testing.T) {
 	const timeout = 2 * time.Second
@@ -538,15 +530,15 @@ func TestTrickledMessage(t *testing.T) {
 	for i, r := range results {
 		lasted = max(lasted, r.lasted)
 		switch {
-		case !endedWithoutClose(r.err):
-			t.Errorf("trickler %d: ended with %v after %v; want the socket closed without a close frame", i, r.err, r.lasted)
+		case !errors.Is(r.err, errClosed{websocket.ClosePolicyViolation}):
+			t.Errorf("trickler %d: ended with %v after %v; want close 1008", i, r.err, r.lasted)
 		case r.lasted < timeout-100*time.Millisecond || r.lasted > timeout+time.Second:
 			t.Errorf("trickler %d: closed after %v; want MESSAGE_TIMEOUT (%v)", i, r.lasted, timeout)
 		case r.pings < 4:
 			t.Errorf("trickler %d: %d pings answered; want the connection kept alive by pongs meanwhile", i, r.pings)
 		}
 	}
-	a.finish(fmt.Sprintf("%d tricklers answering pings closed without a close frame within %v (MESSAGE_TIMEOUT %v)", tricklers, lasted.Round(time.Millisecond), timeout))
+	a.finish(fmt.Sprintf("%d tricklers answering pings closed with 1008 within %v (MESSAGE_TIMEOUT %v)", tricklers, lasted.Round(time.Millisecond), timeout))
 }
 
 // f. One user opening more than MAX_USER_CONNECTIONS: 403 past the limit.
@@ -776,10 +768,8 @@ func TestInvalidUTF8(t *testing.T) {
 // MEMORY_WAIT says once it has waited that long: a connect with 503 and
 // Retry-After, a new message whose history does not fit with close 1013
 // to the conversation's members (chat.go: "have them reconnect for a
-// fresh history"). Bug memory-wait-500 (doc.go): the wait runs under the
-// history load's DB_TIMEOUT, which is no longer than MEMORY_WAIT, so the
-// database deadline ends it first: the connect gets 500, and the message,
-// saved, reaches nobody and nobody is told.
+// fresh history"). The memory wait is not part of the load's DB_TIMEOUT,
+// so it is the wait, not a database deadline, that ends it.
 func TestMemoryWaitOutlastsDBTimeout(t *testing.T) {
 	t.Parallel()
 	const size = 1 << 20
@@ -828,10 +818,6 @@ func TestMemoryWaitOutlastsDBTimeout(t *testing.T) {
 			if resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") == "1" {
 				return
 			}
-			if resp.StatusCode == http.StatusInternalServerError {
-				knownBug(t, bugMemoryWait500, "a connect that waited for memory: %s; want 503 with Retry-After: 1", resp.Status)
-				return
-			}
 			t.Errorf("a connect that waited for memory: %s; want 503 with Retry-After: 1", resp.Status)
 		}
 	}()
@@ -839,7 +825,6 @@ func TestMemoryWaitOutlastsDBTimeout(t *testing.T) {
 	if err := vc.WriteMessage(websocket.TextMessage, []byte(`{"type": "chat_message", "message": "victim"}`)); err != nil {
 		t.Fatal(err)
 	}
-	sent := time.Now()
 	_ = vc.SetReadDeadline(held.Add(writeTimeout - 1500*time.Millisecond))
 	_, data, err := vc.ReadMessage()
 	var victimOutcome string
@@ -848,9 +833,6 @@ func TestMemoryWaitOutlastsDBTimeout(t *testing.T) {
 		victimOutcome = "its new_message"
 	case closeCode(err) == closeTryAgainLater:
 		victimOutcome = "close 1013"
-	case isTimeout(err):
-		victimOutcome = fmt.Sprintf("nothing in %v", time.Since(sent).Round(time.Millisecond))
-		knownBug(t, bugMemoryWait500, "the member whose message's history did not fit got %s (the message is saved); want close 1013", victimOutcome)
 	default:
 		victimOutcome = fmt.Sprintf("%.100s, %v", data, err)
 		t.Errorf("the member whose message's history did not fit got %s; want close 1013", victimOutcome)
@@ -868,13 +850,10 @@ func TestMemoryWaitOutlastsDBTimeout(t *testing.T) {
 
 // A long conversation (13,000 short messages: a 4.8 MB history, so every
 // new_message is 4.8 MB) and a talker who sends three messages at once.
-// Both members read as fast as they can, so neither is behind. Bug
-// history-queue-drop (doc.go): each new_message is counted at its whole
-// size against the member's SEND_QUEUE_BYTES although the history in it is
-// shared, so two of them queued behind the one being written pass 8 MiB;
-// and while the first message's history loads the next two wait and are
-// handled as one run, whose two frames are queued back to back. Members
-// are dropped with 1008 though neither had fallen behind.
+// Both members read as fast as they can, so neither is behind and both
+// must get all three: the history the frames share is counted once
+// against SEND_QUEUE_BYTES, and the frame at the front of a queue counts
+// whatever its size.
 func TestBurstInLongConversation(t *testing.T) {
 	const messages = 13000
 	a := newArena(t, func(a *arena) {
@@ -926,15 +905,9 @@ func TestBurstInLongConversation(t *testing.T) {
 		o := fmt.Sprintf("%s got %d of 3 new_message frames of %s", g.name, g.n, mib(int64(g.largest)))
 		switch {
 		case g.n == 3:
-		case errors.Is(g.err, errClosed{websocket.ClosePolicyViolation}):
-			o += ", then close 1008"
-			knownBug(t, bugHistoryQueueDrop, "%s; a member that reads as fast as it can is not behind", o)
-		case endedWithoutClose(g.err):
-			o += fmt.Sprintf(", then %v (cut: close-1008-cut)", g.err)
-			knownBug(t, bugHistoryQueueDrop, "%s; a member that reads as fast as it can is not behind", o)
 		default:
 			o += fmt.Sprintf(", then %v", g.err)
-			t.Errorf("%s; want all three", o)
+			t.Errorf("%s; want all three: a member that reads as fast as it can is not behind", o)
 		}
 		outcome = append(outcome, o)
 	}
