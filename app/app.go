@@ -286,7 +286,7 @@ func (a *App) openDatabase(ctx context.Context) error {
 		a.sqldb = db
 	}
 	a.closers = append(a.closers, func() { _ = a.sqldb.Close() })
-	db, err := djangodb.New(a.sqldb, dialect, a.schema())
+	db, err := djangodb.New(a.sqldb, dialect, a.schema(), djangodb.Options{Unprepared: !cfg.DBPrepare})
 	if err != nil {
 		return err
 	}

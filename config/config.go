@@ -26,6 +26,7 @@ type Config struct {
 	AdminAddr   string `envconfig:"ADMIN_ADDR" desc:"address of the admin listener (Prometheus /metrics, /debug/pprof/), e.g. 127.0.0.1:9101; empty: none. Keep it off the public network"`
 	DatabaseURL string `envconfig:"DATABASE_URL" desc:"(required) Django's database: postgres://user:pass@host:5432/name?sslmode=disable or sqlite:///abs/path/db.sqlite3"`
 	DBMaxConns  int    `envconfig:"DB_MAX_CONNS" default:"20" desc:"most open database connections"`
+	DBPrepare   bool   `envconfig:"DB_PREPARE" default:"true" desc:"prepare each statement once per connection; false behind a pooler that cannot keep prepared statements (PgBouncer in transaction mode before 1.21)"`
 
 	SecretKey       string  `envconfig:"SECRET_KEY" desc:"Django's SECRET_KEY (the HMAC key when SIMPLE_JWT_SIGNING_KEY is unset)"`
 	JWTAlgorithm    string  `envconfig:"SIMPLE_JWT_ALGORITHM" default:"HS256" desc:"SIMPLE_JWT ALGORITHM: HS256/384/512, RS256/384/512, ES256/384/512"`
@@ -190,6 +191,10 @@ func decode(f reflect.Value, s string) error {
 	case reflect.Int, reflect.Int64:
 		n, err := strconv.ParseInt(s, 0, 64)
 		f.SetInt(n)
+		return err
+	case reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		f.SetBool(b)
 		return err
 	case reflect.Float64:
 		x, err := strconv.ParseFloat(s, 64)

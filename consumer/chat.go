@@ -71,7 +71,7 @@ func isASCIIDigits(s string) bool {
 
 // chatConnectFrames are connection_established, api_info and the history.
 func (s *Server) chatConnectFrames(ctx context.Context, c *conn) ([]*frame, error) {
-	h, err := s.histories.get(ctx, c.conv.ID)
+	h, err := s.histories.get(ctx, c.conv.ID, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +127,8 @@ func (s *Server) chatEvents(group string, batch []delivery) {
 // each Python consumer that handled it did for its own user.
 func (s *Server) newMessages(run []delivery) {
 	convID := run[0].conns[0].conv.ID // members of chat_<segment> share the conversation
-	h, err := s.histories.get(s.ctx, convID)
+	saved := s.saves.all(run)         // nil: not all saved here
+	h, err := s.histories.get(s.ctx, convID, saved)
 	if err != nil {
 		// The members would miss messages: have them reconnect for a
 		// fresh history, as Python's consumer crashed with 1011 here.
@@ -158,7 +159,7 @@ func (s *Server) newMessages(run []delivery) {
 	// blocked and has the member as a participant. A message this process
 	// saved was checked so by its save, in the statement that wrote it.
 	conv := run[0].conns[0].conv
-	if !s.saves.all(run) {
+	if saved == nil {
 		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.DBTimeout)
 		c, blocked, err := s.store.Conversation(ctx, convID)
 		cancel()
@@ -246,19 +247,22 @@ func (r *recentSaves) add(id int64) {
 	r.ids[id] = struct{}{}
 }
 
-// all reports whether every event of run is about a message saved here.
-func (r *recentSaves) all(run []delivery) bool {
+// all returns the ids of run's messages when every event of run is about
+// a message saved here, else nil.
+func (r *recentSaves) all(run []delivery) []int64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	ids := make([]int64, 0, len(run))
 	for _, d := range run {
 		msg, _ := get(d.event, "message").(pyjson.Object)
 		id, ok := get(msg, "id").(int64)
 		if !ok {
-			return false
+			return nil
 		}
 		if _, saved := r.ids[id]; !saved {
-			return false
+			return nil
 		}
+		ids = append(ids, id)
 	}
-	return true
+	return ids
 }

@@ -38,7 +38,11 @@ type convLoads struct {
 }
 
 type historyLoad struct {
-	conv    int64
+	conv int64
+	// after are the messages its callers saved and need in the history;
+	// current, that one needs every commit before it asked.
+	after   []int64
+	current bool
 	ctx     context.Context
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -52,8 +56,11 @@ func newHistories(s *Server) *histories {
 }
 
 // get returns the history of conversation conv as of a moment after the
-// call, its list held for the caller (release it).
-func (h *histories) get(ctx context.Context, conv int64) (history, error) {
+// call, its list held for the caller (release it). after, when not empty,
+// are messages this process saved before asking: the history is then
+// exact as of their commits, which the change feed can tell without
+// reading the database's WAL position.
+func (h *histories) get(ctx context.Context, conv int64, after []int64) (history, error) {
 	h.mu.Lock()
 	cl := h.convs[conv]
 	if cl == nil {
@@ -74,6 +81,11 @@ func (h *histories) get(ctx context.Context, conv int64) (history, error) {
 		cl.next = l
 	}
 	l.waiters++
+	if len(after) == 0 {
+		l.current = true
+	} else {
+		l.after = append(l.after, after...)
+	}
 	h.mu.Unlock()
 
 	select {
@@ -112,7 +124,13 @@ func (h *histories) newLoad(conv int64) *historyLoad {
 // run loads l, then starts the next load if anyone waits for it.
 func (h *histories) run(cl *convLoads, l *historyLoad) {
 	for l != nil {
-		l.hist, l.err = h.load(l.ctx, l.conv)
+		h.mu.Lock()
+		var after []int64 // nil: exact as of now
+		if !l.current {
+			after = l.after // no caller joins a running load
+		}
+		h.mu.Unlock()
+		l.hist, l.err = h.load(l.ctx, l.conv, after)
 		h.mu.Lock()
 		if l.err == nil && l.waiters == 0 {
 			l.hist.list.release() // everyone left: nobody takes it
@@ -134,14 +152,14 @@ func (h *histories) run(cl *convLoads, l *historyLoad) {
 
 // load returns a history from the cache when it can be exact, else reads
 // and encodes it, acquiring the budget one chunk at a time.
-func (h *histories) load(ctx context.Context, conv int64) (history, error) {
+func (h *histories) load(ctx context.Context, conv int64, after []int64) (history, error) {
 	s := h.s
 	// The load may wait for memory (BudgetWait, then errBusy) while its
 	// query is open: the deadline leaves room for both.
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.DBTimeout+s.cfg.BudgetWait)
 	defer cancel()
 	if s.cache != nil {
-		list, n, err := s.cache.Get(ctx, conv)
+		list, n, err := s.cache.Get(ctx, conv, after)
 		if err == nil {
 			// The cache owns the bytes (bounded on its own); frames only
 			// point at them.

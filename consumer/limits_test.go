@@ -178,7 +178,7 @@ func TestHistoryShared(t *testing.T) {
 	r.swap.set(gate2)
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	go func() { _, err := r.srv.histories.get(ctx, r.conv.ID); errc <- err }()
+	go func() { _, err := r.srv.histories.get(ctx, r.conv.ID, nil); errc <- err }()
 	waitFor(t, "the load to start", func() bool { return gate2.loads() == 1 })
 	cancel()
 	if err := <-errc; err == nil {

@@ -52,7 +52,7 @@ func TestPrepare(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	store, err := djangodb.New(db, djangodb.SQLite, djangodb.Schema{})
+	store, err := djangodb.New(db, djangodb.SQLite, djangodb.Schema{}, djangodb.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

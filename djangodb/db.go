@@ -28,12 +28,21 @@ type DB struct {
 	// SQLite, where a database has one writer at a time.
 	writer chan struct{}
 	queued atomic.Int64 // writes waiting for writer
+	stmts  stmts
+}
+
+// Options are the choices New leaves to the caller.
+type Options struct {
+	// Unprepared runs every statement unprepared: for a connection pooler
+	// that cannot keep prepared statements (PgBouncer in transaction mode
+	// before 1.21).
+	Unprepared bool
 }
 
 // New wraps an open database of the given dialect (for SQLite, open it
 // with OpenSQLite). The schema is not checked here: call CheckSchema at
 // start-up.
-func New(db *sql.DB, dialect Dialect, s Schema) (*DB, error) {
+func New(db *sql.DB, dialect Dialect, s Schema, opts Options) (*DB, error) {
 	if dialect != Postgres && dialect != SQLite {
 		return nil, fmt.Errorf("djangodb: unknown dialect %v", dialect)
 	}
@@ -41,7 +50,8 @@ func New(db *sql.DB, dialect Dialect, s Schema) (*DB, error) {
 		return nil, err
 	}
 	return &DB{db: db, dialect: dialect, q: buildQueries(s, dialect), iq: buildInboxQueries(s), s: s,
-		metrics: newMetrics(), writer: make(chan struct{}, 1)}, nil
+		metrics: newMetrics(), writer: make(chan struct{}, 1),
+		stmts: stmts{db: db, off: opts.Unprepared, m: make(map[string]*sql.Stmt)}}, nil
 }
 
 // Ping reports whether the database answers.
@@ -53,7 +63,7 @@ func (d *DB) Ping(ctx context.Context) error {
 func (d *DB) User(ctx context.Context, id int64) (chat.User, error) {
 	defer d.metrics.time("user")()
 	var u chat.User
-	err := d.db.QueryRowContext(ctx, d.q.user, id).Scan(&u.ID, &u.Email, &u.FullName, &u.UserType, &u.IsActive)
+	err := d.queryRow(ctx, d.q.user, id).Scan(&u.ID, &u.Email, &u.FullName, &u.UserType, &u.IsActive)
 	if errors.Is(err, sql.ErrNoRows) {
 		return u, chat.ErrUserNotFound
 	}
@@ -69,7 +79,7 @@ func (d *DB) Conversation(ctx context.Context, id int64) (chat.Conversation, boo
 	defer d.metrics.time("conversation")()
 	var c chat.Conversation
 	var blocked bool
-	err := d.db.QueryRowContext(ctx, d.q.conversation, id).Scan(&c.ID, &c.ListenerID, &c.TalkerID, &c.Status, &blocked)
+	err := d.queryRow(ctx, d.q.conversation, id).Scan(&c.ID, &c.ListenerID, &c.TalkerID, &c.Status, &blocked)
 	if errors.Is(err, sql.ErrNoRows) {
 		return c, false, chat.ErrConversationGone
 	}
@@ -83,7 +93,7 @@ func (d *DB) Conversation(ctx context.Context, id int64) (chat.Conversation, boo
 func (d *DB) IsBlocked(ctx context.Context, listenerID, talkerID int64) (bool, error) {
 	defer d.metrics.time("is_blocked")()
 	var blocked bool
-	if err := d.db.QueryRowContext(ctx, d.q.isBlocked, listenerID, talkerID).Scan(&blocked); err != nil {
+	if err := d.queryRow(ctx, d.q.isBlocked, listenerID, talkerID).Scan(&blocked); err != nil {
 		return false, fmt.Errorf("check block %d/%d: %w", listenerID, talkerID, err)
 	}
 	return blocked, nil
@@ -101,7 +111,7 @@ func (d *DB) SaveText(ctx context.Context, m chat.Draft) (chat.Message, error) {
 	var id int64
 	err := d.write(ctx, func() (err error) {
 		if d.dialect == Postgres {
-			id, err = d.insertMessage(ctx, d.db, m, chat.TypeText, now)
+			id, err = d.insertMessage(ctx, nil, m, chat.TypeText, now)
 			return err
 		}
 		id, err = d.saveTextTx(ctx, m, now)
@@ -180,7 +190,7 @@ func (d *DB) saveFileTx(ctx context.Context, m chat.Draft, f chat.FileDraft, fil
 		return chat.Message{}, fmt.Errorf("save file message: store file: %w", err)
 	}
 	att := &chat.Attachment{File: written, Filename: f.Filename, FileSize: int64(len(f.Data)), FileType: f.FileType}
-	if err = tx.QueryRowContext(ctx, d.q.insertFile, id, att.File, att.Filename, att.FileSize, att.FileType, d.timeArg(now)).Scan(&att.ID); err != nil {
+	if err = d.txQueryRow(ctx, tx, d.q.insertFile, id, att.File, att.Filename, att.FileSize, att.FileType, d.timeArg(now)).Scan(&att.ID); err != nil {
 		return chat.Message{}, fmt.Errorf("save file message: insert attachment: %w", err)
 	}
 	msg = chat.Message{
@@ -215,14 +225,10 @@ func (d *DB) attachmentExists(ctx context.Context, id int64) (bool, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitCheckTimeout)
 	defer cancel()
 	var n int
-	if err := d.db.QueryRowContext(ctx, d.q.attachmentExists, id).Scan(&n); err != nil {
+	if err := d.queryRow(ctx, d.q.attachmentExists, id).Scan(&n); err != nil {
 		return false, fmt.Errorf("look for attachment %d: %w", id, err)
 	}
 	return n > 0, nil
-}
-
-type queryRower interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
 // insertChecked inserts a message inside tx under the block, existence and
@@ -236,16 +242,16 @@ func (d *DB) insertChecked(ctx context.Context, tx *sql.Tx, m chat.Draft, typ st
 	}
 	conv := chat.Conversation{ID: m.ConversationID}
 	var blocked bool
-	err := tx.QueryRowContext(ctx, d.q.sendState, m.ConversationID).Scan(&conv.TalkerID, &conv.Status, &blocked)
+	err := d.txQueryRow(ctx, tx, d.q.sendState, m.ConversationID).Scan(&conv.TalkerID, &conv.Status, &blocked)
 	if err := refusal(err, conv, blocked, m.Sender.ID); err != nil {
 		return 0, err
 	}
 	at := d.timeArg(now)
 	var id int64
-	if err := tx.QueryRowContext(ctx, d.q.insertRow, m.ConversationID, m.Sender.ID, m.Content, typ, at).Scan(&id); err != nil {
+	if err := d.txQueryRow(ctx, tx, d.q.insertRow, m.ConversationID, m.Sender.ID, m.Content, typ, at).Scan(&id); err != nil {
 		return 0, fmt.Errorf("insert message into conversation %d: %w", m.ConversationID, err)
 	}
-	if _, err := tx.ExecContext(ctx, d.q.touch, m.ConversationID, at); err != nil {
+	if _, err := d.txExec(ctx, tx, d.q.touch, m.ConversationID, at); err != nil {
 		return 0, fmt.Errorf("insert message into conversation %d: set last_message_at: %w", m.ConversationID, err)
 	}
 	return id, nil
@@ -253,15 +259,22 @@ func (d *DB) insertChecked(ctx context.Context, tx *sql.Tx, m chat.Draft, typ st
 
 // insertMessage runs the checked insert and maps its outcome to the
 // contract's errors, in the contract's order: gone, blocked, status.
-func (d *DB) insertMessage(ctx context.Context, q queryRower, m chat.Draft, typ string, now time.Time) (int64, error) {
+// tx nil runs it on its own.
+func (d *DB) insertMessage(ctx context.Context, tx *sql.Tx, m chat.Draft, typ string, now time.Time) (int64, error) {
 	var (
 		status   string
 		talkerID int64
 		blocked  bool
 		id       sql.NullInt64
 	)
-	err := q.QueryRowContext(ctx, d.q.insertMessage, m.ConversationID, m.Sender.ID, m.Content, typ, now).
-		Scan(&status, &talkerID, &blocked, &id)
+	args := []any{m.ConversationID, m.Sender.ID, m.Content, typ, now}
+	var row *sql.Row
+	if tx != nil {
+		row = d.txQueryRow(ctx, tx, d.q.insertMessage, args...)
+	} else {
+		row = d.queryRow(ctx, d.q.insertMessage, args...)
+	}
+	err := row.Scan(&status, &talkerID, &blocked, &id)
 	conv := chat.Conversation{ID: m.ConversationID, TalkerID: talkerID, Status: status}
 	if err := refusal(err, conv, blocked, m.Sender.ID); err != nil {
 		return 0, err
@@ -292,7 +305,7 @@ func refusal(scan error, conv chat.Conversation, blocked bool, senderID int64) e
 // from each stops the query and is returned.
 func (d *DB) History(ctx context.Context, conversationID int64, each func(chat.Message) error) error {
 	defer d.metrics.time("history")()
-	rows, err := d.db.QueryContext(ctx, d.q.history, conversationID)
+	rows, err := d.query(ctx, d.q.history, conversationID)
 	if err != nil {
 		return fmt.Errorf("load history of conversation %d: %w", conversationID, err)
 	}
@@ -335,7 +348,7 @@ func (d *DB) MarkRead(ctx context.Context, conversationID, readerID int64) (int6
 	defer d.metrics.time("mark_read")()
 	var res sql.Result
 	err := d.write(ctx, func() (err error) {
-		res, err = d.db.ExecContext(ctx, d.q.markRead, conversationID, readerID)
+		res, err = d.exec(ctx, d.q.markRead, conversationID, readerID)
 		return err
 	})
 	if err != nil {

@@ -31,7 +31,7 @@ type pair struct {
 
 func newStore(t testing.TB, pg *testenv.Database, s djangodb.Schema) *djangodb.DB {
 	t.Helper()
-	db, err := djangodb.New(pg.DB, pg.Dialect, s)
+	db, err := djangodb.New(pg.DB, pg.Dialect, s, djangodb.Options{})
 	if err != nil {
 		t.Fatalf("djangodb.New: %v", err)
 	}
@@ -890,7 +890,7 @@ func TestSchemaValidate(t *testing.T) {
 			t.Errorf("Validate error %q does not name %s", err, w)
 		}
 	}
-	if _, err := djangodb.New(nil, djangodb.Postgres, bad); err == nil {
+	if _, err := djangodb.New(nil, djangodb.Postgres, bad, djangodb.Options{}); err == nil {
 		t.Errorf("New accepted unknown DB_COLUMNS keys")
 	}
 }

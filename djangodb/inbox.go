@@ -64,7 +64,7 @@ WHERE c.%s = $1 AND c.%s = 'pending'
 // and its message count, in one query.
 func (d *DB) Inbox(ctx context.Context, userID int64) ([]chat.InboxItem, error) {
 	defer d.metrics.time("inbox")()
-	rows, err := d.db.QueryContext(ctx, d.iq.inbox, userID)
+	rows, err := d.query(ctx, d.iq.inbox, userID)
 	if err != nil {
 		return nil, fmt.Errorf("load conversation list of user %d: %w", userID, err)
 	}
@@ -96,7 +96,7 @@ func (d *DB) Inbox(ctx context.Context, userID int64) ([]chat.InboxItem, error) 
 // answer, in the conversation list's order.
 func (d *DB) PendingConversations(ctx context.Context, listenerID int64) ([]chat.PendingItem, error) {
 	defer d.metrics.time("pending")()
-	rows, err := d.db.QueryContext(ctx, d.iq.pending, listenerID)
+	rows, err := d.query(ctx, d.iq.pending, listenerID)
 	if err != nil {
 		return nil, fmt.Errorf("load pending conversations of user %d: %w", listenerID, err)
 	}

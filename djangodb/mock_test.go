@@ -15,7 +15,8 @@ import (
 )
 
 // These tests make the database fail in the middle of an operation, which a
-// real PostgreSQL does not do on demand.
+// real PostgreSQL does not do on demand. They run unprepared, so each
+// expectation is the statement itself; prepared_test.go covers preparing.
 
 func newMock(t *testing.T) (*djangodb.DB, sqlmock.Sqlmock) {
 	t.Helper()
@@ -24,7 +25,7 @@ func newMock(t *testing.T) (*djangodb.DB, sqlmock.Sqlmock) {
 		t.Fatalf("sqlmock.New: %v", err)
 	}
 	t.Cleanup(func() { sqldb.Close() })
-	db, err := djangodb.New(sqldb, djangodb.Postgres, djangodb.Schema{})
+	db, err := djangodb.New(sqldb, djangodb.Postgres, djangodb.Schema{}, djangodb.Options{Unprepared: true})
 	if err != nil {
 		t.Fatalf("djangodb.New: %v", err)
 	}

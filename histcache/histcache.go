@@ -82,10 +82,11 @@ type Cache struct {
 	users   map[int64]*user // senders of cached messages
 	lru     *list.List      // of *conv, most recently used first
 	bytes   int64
-	seq     uint64      // counts changes applied
-	ring    []ringEntry // the changes applied while loads run, for them to replay
-	loads   int         // loads in progress
-	behind  int         // Gets in a row that found the feed behind
+	seq     uint64        // counts changes applied
+	ring    []ringEntry   // the changes applied while loads run, for them to replay
+	loads   int           // loads in progress
+	applied chan struct{} // closed, and replaced, by every Apply
+	behind  int           // Gets in a row that found the feed behind
 	stats   Stats
 }
 
@@ -127,7 +128,8 @@ type user struct {
 
 // New returns an empty cache; run the feed with it as the handler.
 func New(cfg Config, names Names, db *sql.DB, feed Feed, loader Loader) *Cache {
-	c := &Cache{cfg: cfg, names: names, db: db, feed: feed, loader: loader, ring: make([]ringEntry, ringSize)}
+	c := &Cache{cfg: cfg, names: names, db: db, feed: feed, loader: loader, ring: make([]ringEntry, ringSize),
+		applied: make(chan struct{})}
 	c.clear()
 	return c
 }
@@ -152,43 +154,63 @@ func (c *Cache) Stats() Stats {
 // Get returns the history of conversation id, newest first, as the JSON
 // list frames carry, and its length, exact as of a moment after the call;
 // or ErrNotExact when the caller must query the database.
-func (c *Cache) Get(ctx context.Context, id int64) ([]byte, int, error) {
+//
+// after, when not empty, are messages of the conversation whose writers
+// committed them before asking: the history then holds them and every
+// change committed before them, which needs no look at the WAL position
+// (the feed applies transactions in commit order). One of them deleted
+// before the feed applied its insert is waited for in vain: MaxLag, then
+// ErrNotExact.
+func (c *Cache) Get(ctx context.Context, id int64, after []int64) ([]byte, int, error) {
 	if !c.feed.Up() {
 		c.dropAll()
 		return nil, 0, ErrNotExact
 	}
-	lsn, err := pgfeed.CurrentLSN(ctx, c.db)
-	if err != nil {
-		return nil, 0, err
-	}
-	wctx, cancel := context.WithTimeout(ctx, c.cfg.MaxLag)
-	err = c.feed.WaitFor(wctx, lsn)
-	cancel()
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, 0, ctx.Err()
+	lag := time.NewTimer(c.cfg.MaxLag)
+	defer lag.Stop()
+	if len(after) == 0 {
+		lsn, err := pgfeed.CurrentLSN(ctx, c.db)
+		if err != nil {
+			return nil, 0, err
 		}
-		c.notExact()
-		return nil, 0, ErrNotExact
+		wctx, cancel := context.WithTimeout(ctx, c.cfg.MaxLag)
+		err = c.feed.WaitFor(wctx, lsn)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, 0, ctx.Err()
+			}
+			c.notExact()
+			return nil, 0, ErrNotExact
+		}
 	}
 	c.mu.Lock()
-	c.behind = 0
 	for {
 		cv := c.convs[id]
 		if cv == nil {
-			break
+			break // a load now is exact: it starts after every write asked about
 		}
-		if cv.loading == nil {
+		var wait <-chan struct{}
+		var lagged <-chan time.Time
+		switch {
+		case cv.loading != nil:
+			wait = cv.loading // however long the load takes: it is exact
+		case !c.holdsLocked(cv, after):
+			wait, lagged = c.applied, lag.C
+		default:
+			c.behind = 0
 			c.lru.MoveToFront(cv.lruElem)
 			list, n, err := c.encodedLocked(cv)
 			c.stats.Hits++
 			c.mu.Unlock()
 			return list, n, err
 		}
-		done := cv.loading
 		c.mu.Unlock()
 		select {
-		case <-done:
+		case <-wait:
+		case <-lagged:
+			c.notExact()
+			return nil, 0, ErrNotExact
 		case <-ctx.Done():
 			return nil, 0, ctx.Err()
 		}
@@ -198,6 +220,7 @@ func (c *Cache) Get(ctx context.Context, id int64) ([]byte, int, error) {
 			return nil, 0, ErrNotExact
 		}
 	}
+	c.behind = 0
 	cv := &conv{id: id, loading: make(chan struct{}), mark: c.seq}
 	c.convs[id] = cv
 	gen := c.gen
@@ -205,6 +228,16 @@ func (c *Cache) Get(ctx context.Context, id int64) ([]byte, int, error) {
 	c.loads++
 	c.mu.Unlock()
 	return c.load(ctx, cv, gen)
+}
+
+// holdsLocked reports whether every message of ids is in cv.
+func (c *Cache) holdsLocked(cv *conv, ids []int64) bool {
+	for _, m := range ids {
+		if c.msgConv[m] != cv.id {
+			return false
+		}
+	}
+	return true
 }
 
 // notExact counts a Get that found the feed behind; a feed that stays
@@ -301,6 +334,10 @@ func (c *Cache) Reset() {
 func (c *Cache) Apply(tx *pgfeed.Tx) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	defer func() { // wake the Gets waiting for a message
+		close(c.applied)
+		c.applied = make(chan struct{})
+	}()
 	if tx.Overflow {
 		for _, r := range tx.Relations {
 			if c.ours(r.Table) {
