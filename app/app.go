@@ -427,6 +427,7 @@ func (a *App) openFeed(ctx context.Context, media consumer.Media) error {
 	a.feed = feed
 	a.cache = histcache.New(histcache.Config{
 		MaxBytes: int64(cfg.HistoryCacheBytes), MaxLag: cfg.FeedMaxLag, Encode: consumer.EncodeMessage(media),
+		QueryTimeout: cfg.DBTimeout,
 	}, histcache.Names{Table: schema.Table, Column: schema.Column}, a.sqldb, feed, a.db)
 	a.registry.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sidecar_feed_up", Help: "1 while the change feed streams."},

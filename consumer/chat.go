@@ -5,7 +5,6 @@ import (
 	"errors"
 	"math"
 	"math/big"
-	"net/http"
 	"regexp"
 	"strconv"
 	"sync"
@@ -38,19 +37,27 @@ func (s *Server) chatRoute() *route {
 	}
 }
 
-// admitChat checks the conversation, in the order of section 4. The
-// segment is used as written everywhere but the database lookup.
-func (s *Server) admitChat(ctx context.Context, c *conn, segment string) error {
+// admitChat checks the user, then the conversation, in the order of
+// section 4, with one query for both. The segment is used as written
+// everywhere but the database lookup.
+func (s *Server) admitChat(ctx context.Context, c *conn, userID int64, segment string) error {
 	convID, err := strconv.ParseInt(segment, 10, 64)
 	if err != nil || convID < 1 || !isASCIIDigits(segment) {
+		if err := s.admitUser(ctx, c, userID); err != nil {
+			return err
+		}
 		return refuse("conversation", errors.New("conversation id is not a number in range"))
 	}
-	conv, blocked, err := s.store.Conversation(ctx, convID)
+	user, conv, blocked, err := s.store.UserConversation(ctx, userID, convID)
+	if errors.Is(err, chat.ErrConversationGone) {
+		err = nil // the user's checks come first
+	}
+	if err := s.checkUser(c, user, err); err != nil {
+		return err
+	}
 	switch {
-	case errors.Is(err, chat.ErrConversationGone):
-		return refuse("conversation", err)
-	case err != nil:
-		return &refusal{reason: "error", status: http.StatusInternalServerError, err: err}
+	case conv.ID == 0:
+		return refuse("conversation", chat.ErrConversationGone)
 	case blocked:
 		return refuse("blocked", errors.New("conversation is blocked"))
 	case !conv.HasParticipant(c.user.ID):

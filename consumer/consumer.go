@@ -17,6 +17,9 @@ import (
 type Store interface {
 	User(ctx context.Context, id int64) (chat.User, error)
 	Conversation(ctx context.Context, id int64) (conv chat.Conversation, blocked bool, err error)
+	// UserConversation is User and Conversation in one round trip, for a
+	// chat connect: chat.ErrUserNotFound first, then chat.ErrConversationGone.
+	UserConversation(ctx context.Context, userID, convID int64) (chat.User, chat.Conversation, bool, error)
 	IsBlocked(ctx context.Context, listenerID, talkerID int64) (bool, error)
 	SaveText(ctx context.Context, m chat.Draft) (chat.Message, error)
 	SaveFile(ctx context.Context, m chat.Draft, f chat.FileDraft, files chat.Files) (chat.Message, error)

@@ -92,7 +92,50 @@ func newMessageFrameParts(count int, latest pyjson.Value) (head, tail []byte) {
 // EncodeMessage returns the encoder of the message object of section 6,
 // for a history cache to keep messages as frames carry them.
 func EncodeMessage(media Media) func(chat.Message) ([]byte, error) {
-	return func(m chat.Message) ([]byte, error) { return pyjson.Marshal(messageObject(m, media)) }
+	return func(m chat.Message) ([]byte, error) { return appendMessage(nil, m, media), nil }
+}
+
+// appendMessage appends the JSON of messageObject(m, media) as pyjson
+// writes it, without building the object: histories encode every message
+// of a conversation for each new one when they are not cached, and this
+// is most of that work (unit_test.go holds it to pyjson's bytes).
+func appendMessage(dst []byte, m chat.Message, media Media) []byte {
+	dst = append(dst, `{"id": `...)
+	dst = strconv.AppendInt(dst, m.ID, 10)
+	dst = append(dst, `, "conversation": `...)
+	dst = strconv.AppendInt(dst, m.ConversationID, 10)
+	dst = append(dst, `, "sender": {"id": `...)
+	dst = strconv.AppendInt(dst, m.Sender.ID, 10)
+	dst = append(dst, `, "email": `...)
+	dst = pyjson.AppendString(dst, m.Sender.Email)
+	dst = append(dst, `, "full_name": `...)
+	dst = pyjson.AppendString(dst, m.Sender.DisplayName())
+	dst = append(dst, `, "user_type": `...)
+	dst = pyjson.AppendString(dst, m.Sender.UserType)
+	dst = append(dst, `}, "content": `...)
+	dst = pyjson.AppendString(dst, m.Content)
+	dst = append(dst, `, "message_type": `...)
+	dst = pyjson.AppendString(dst, m.MessageType)
+	dst = append(dst, `, "created_at": "`...)
+	dst = appendISOFormat(dst, m.CreatedAt)
+	dst = append(dst, `", "is_read": `...)
+	dst = strconv.AppendBool(dst, m.IsRead)
+	dst = append(dst, `, "file_attachment": `...)
+	a := m.Attachment
+	if a == nil {
+		return append(dst, `null}`...)
+	}
+	dst = append(dst, `{"id": `...)
+	dst = strconv.AppendInt(dst, a.ID, 10)
+	dst = append(dst, `, "filename": `...)
+	dst = pyjson.AppendString(dst, a.Filename)
+	dst = append(dst, `, "file_url": `...)
+	dst = pyjson.AppendString(dst, media.URL(a.File))
+	dst = append(dst, `, "file_size": `...)
+	dst = strconv.AppendInt(dst, a.FileSize, 10)
+	dst = append(dst, `, "file_type": `...)
+	dst = pyjson.AppendString(dst, a.FileType)
+	return append(dst, `}}`...)
 }
 
 // messageObject is the message of PROTOCOL.md section 6, keys in order.
@@ -126,12 +169,14 @@ func messageObject(m chat.Message, media Media) pyjson.Object {
 
 // isoformat is Python's datetime.isoformat() of an aware UTC datetime:
 // microseconds only when non-zero.
-func isoformat(t time.Time) string {
+func isoformat(t time.Time) string { return string(appendISOFormat(nil, t)) }
+
+func appendISOFormat(dst []byte, t time.Time) []byte {
 	t = t.UTC()
 	if t.Nanosecond()/1000 == 0 {
-		return t.Format("2006-01-02T15:04:05+00:00")
+		return t.AppendFormat(dst, "2006-01-02T15:04:05+00:00")
 	}
-	return t.Format("2006-01-02T15:04:05.000000+00:00")
+	return t.AppendFormat(dst, "2006-01-02T15:04:05.000000+00:00")
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }

@@ -5,7 +5,6 @@ import (
 	"sync"
 
 	"github.com/chatsidecar/sidecar/chat"
-	"github.com/chatsidecar/sidecar/pyjson"
 )
 
 // historyChunk is the size of the pieces a history is encoded into: the
@@ -213,11 +212,7 @@ func (h *histories) load(ctx context.Context, conv int64, after []int64) (histor
 			sep = "["
 		}
 		count++
-		var err error
-		enc, err = pyjson.AppendMarshal(append(enc[:0], sep...), messageObject(m, s.media))
-		if err != nil {
-			return err
-		}
+		enc = appendMessage(append(enc[:0], sep...), m, s.media)
 		return add(enc)
 	})
 	if err == nil {

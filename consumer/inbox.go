@@ -22,7 +22,10 @@ func (s *Server) inboxRoute() *route {
 		name:  "conversations",
 		quiet: true,
 		match: func(path string) (string, bool) { return "", inboxPath.MatchString(path) },
-		admit: func(_ context.Context, c *conn, _ string) error {
+		admit: func(ctx context.Context, c *conn, userID int64, _ string) error {
+			if err := s.admitUser(ctx, c, userID); err != nil {
+				return err
+			}
 			c.group = "user_" + itoa(c.user.ID) + "_conversations"
 			return nil
 		},

@@ -19,7 +19,10 @@ func (s *Server) notifyRoute() *route {
 		name:  "notifications",
 		quiet: true,
 		match: func(path string) (string, bool) { return "", notifyPath.MatchString(path) },
-		admit: func(_ context.Context, c *conn, _ string) error {
+		admit: func(ctx context.Context, c *conn, userID int64, _ string) error {
+			if err := s.admitUser(ctx, c, userID); err != nil {
+				return err
+			}
 			c.group = "user_" + itoa(c.user.ID) + "_notifications"
 			return nil
 		},

@@ -18,8 +18,9 @@ type route struct {
 	quiet bool
 	// match reports whether path is the route's, and its parameter.
 	match func(path string) (param string, ok bool)
-	// admit refuses the connection or sets what the route needs (the group).
-	admit func(ctx context.Context, c *conn, param string) error
+	// admit loads the token's user, then refuses the connection or sets
+	// what the route needs (the group).
+	admit func(ctx context.Context, c *conn, userID int64, param string) error
 	// connectFrames builds the frames sent after the upgrade, held for c.
 	connectFrames func(ctx context.Context, c *conn) ([]*frame, error)
 	// handle handles one client message (websocket.TextMessage or BinaryMessage).

@@ -220,24 +220,36 @@ func (s *Server) admit(ctx context.Context, rt *route, param, token string) (*co
 	}
 	dbctx, cancel := context.WithTimeout(ctx, s.cfg.DBTimeout)
 	defer cancel()
-	user, err := s.store.User(dbctx, userID)
-	switch {
-	case errors.Is(err, chat.ErrUserNotFound):
-		return nil, refuse("token", err)
-	case err != nil:
-		return nil, &refusal{reason: "error", status: http.StatusInternalServerError, err: err}
-	case !user.IsActive:
-		// Divergence: SimpleJWT's REST authentication refuses inactive users.
-		return nil, refuse("inactive_user", errors.New("user is inactive"))
-	}
 	c := newConn(s, rt)
-	c.user = user
-	if err := rt.admit(dbctx, c, param); err != nil {
+	if err := rt.admit(dbctx, c, userID, param); err != nil {
 		return nil, err
 	}
 	c.channel = s.layer.NewChannel()
 	c.limiter = s.newLimiter()
 	return c, nil
+}
+
+// admitUser loads the token's user into c, refusing a missing or
+// inactive one.
+func (s *Server) admitUser(ctx context.Context, c *conn, userID int64) error {
+	user, err := s.store.User(ctx, userID)
+	return s.checkUser(c, user, err)
+}
+
+// checkUser refuses a user that could not be loaded or is inactive, and
+// else sets it as c's.
+func (s *Server) checkUser(c *conn, user chat.User, err error) error {
+	switch {
+	case errors.Is(err, chat.ErrUserNotFound):
+		return refuse("token", err)
+	case err != nil:
+		return &refusal{reason: "error", status: http.StatusInternalServerError, err: err}
+	case !user.IsActive:
+		// Divergence: SimpleJWT's REST authentication refuses inactive users.
+		return refuse("inactive_user", errors.New("user is inactive"))
+	}
+	c.user = user
+	return nil
 }
 
 func (s *Server) newLimiter() *rate.Limiter {

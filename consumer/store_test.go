@@ -95,6 +95,15 @@ func (s *memStore) Conversation(_ context.Context, id int64) (chat.Conversation,
 	return s.conversation(id)
 }
 
+func (s *memStore) UserConversation(ctx context.Context, userID, convID int64) (chat.User, chat.Conversation, bool, error) {
+	u, err := s.User(ctx, userID)
+	if err != nil {
+		return u, chat.Conversation{}, false, err
+	}
+	c, blocked, err := s.Conversation(ctx, convID)
+	return u, c, blocked, err
+}
+
 func (s *memStore) conversation(id int64) (chat.Conversation, bool, error) {
 	if s.fail != nil {
 		return chat.Conversation{}, false, s.fail
@@ -309,6 +318,9 @@ func (s *swapStore) User(ctx context.Context, id int64) (chat.User, error) {
 }
 func (s *swapStore) Conversation(ctx context.Context, id int64) (chat.Conversation, bool, error) {
 	return s.get().Conversation(ctx, id)
+}
+func (s *swapStore) UserConversation(ctx context.Context, userID, convID int64) (chat.User, chat.Conversation, bool, error) {
+	return s.get().UserConversation(ctx, userID, convID)
 }
 func (s *swapStore) IsBlocked(ctx context.Context, l, t int64) (bool, error) {
 	return s.get().IsBlocked(ctx, l, t)

@@ -217,3 +217,47 @@ func TestHostAllowed(t *testing.T) {
 		t.Error("* must allow every host")
 	}
 }
+
+// appendMessage writes exactly what pyjson writes of messageObject.
+func TestAppendMessage(t *testing.T) {
+	base := chat.Message{ID: 42, ConversationID: 7, Content: "Hello", MessageType: "text",
+		Sender:    chat.User{ID: 5, Email: "t@example.com", FullName: "Tom", UserType: "talker"},
+		CreatedAt: time.Date(2026, 1, 14, 10, 0, 0, 0, time.UTC)}
+	withFile := base
+	withFile.MessageType, withFile.IsRead = "file", true
+	withFile.Attachment = &chat.Attachment{ID: 3, File: "chat_files/é \"q\".png", Filename: "é \"q\".png", FileSize: 1 << 40, FileType: "image/png"}
+	odd := base
+	odd.Content = "tab\t nl\n quote\" bs\\ nul\x00 del\x7f é 😀 \u2028 invalid\xff"
+	odd.Sender.FullName = ""
+	odd.CreatedAt = time.Date(1, 1, 1, 0, 0, 0, 1000, time.FixedZone("x", 3600))
+	odd.ID, odd.ConversationID = -1, 0
+	for _, m := range []chat.Message{base, withFile, odd} {
+		want, err := pyjson.Marshal(messageObject(m, fakeMedia{}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendMessage([]byte("x"), m, fakeMedia{}); string(got) != "x"+string(want) {
+			t.Errorf("\n got %s\nwant x%s", got, want)
+		}
+	}
+}
+
+func FuzzAppendMessage(f *testing.F) {
+	f.Add(int64(1), "hi", "a@b.c", "", int64(0), "a.png", int64(1700000000123456))
+	f.Add(int64(-9), "\x00\xff😀\"", "é", "Tom", int64(3), "\\", int64(0))
+	f.Fuzz(func(t *testing.T, id int64, content, email, name string, att int64, filename string, micros int64) {
+		m := chat.Message{ID: id, ConversationID: id / 3, Content: content, MessageType: "text",
+			Sender:    chat.User{ID: id / 7, Email: email, FullName: name, UserType: "listener"},
+			CreatedAt: time.UnixMicro(micros % (1 << 50))}
+		if att != 0 {
+			m.Attachment = &chat.Attachment{ID: att, File: filename, Filename: filename, FileSize: att, FileType: content}
+		}
+		want, err := pyjson.Marshal(messageObject(m, fakeMedia{}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendMessage(nil, m, fakeMedia{}); string(got) != string(want) {
+			t.Errorf("\n got %s\nwant %s", got, want)
+		}
+	})
+}

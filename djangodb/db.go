@@ -89,6 +89,32 @@ func (d *DB) Conversation(ctx context.Context, id int64) (chat.Conversation, boo
 	return c, blocked, nil
 }
 
+// UserConversation is User and Conversation in one query, as a chat
+// connect needs both: a missing user is chat.ErrUserNotFound, then a
+// missing conversation chat.ErrConversationGone (with the user).
+func (d *DB) UserConversation(ctx context.Context, userID, convID int64) (chat.User, chat.Conversation, bool, error) {
+	defer d.metrics.time("user_conversation")()
+	var (
+		u                         chat.User
+		c                         chat.Conversation
+		cID, listenerID, talkerID sql.NullInt64
+		status                    sql.NullString
+		blocked                   bool
+	)
+	err := d.queryRow(ctx, d.q.userConversation, userID, convID).Scan(&u.ID, &u.Email, &u.FullName, &u.UserType, &u.IsActive,
+		&cID, &listenerID, &talkerID, &status, &blocked)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return u, c, false, chat.ErrUserNotFound
+	case err != nil:
+		return u, c, false, fmt.Errorf("load user %d and conversation %d: %w", userID, convID, err)
+	case !cID.Valid:
+		return u, c, false, chat.ErrConversationGone
+	}
+	c = chat.Conversation{ID: cID.Int64, ListenerID: listenerID.Int64, TalkerID: talkerID.Int64, Status: status.String}
+	return u, c, blocked, nil
+}
+
 // IsBlocked reports whether a block row exists for the pair.
 func (d *DB) IsBlocked(ctx context.Context, listenerID, talkerID int64) (bool, error) {
 	defer d.metrics.time("is_blocked")()

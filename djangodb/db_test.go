@@ -195,6 +195,32 @@ func TestConversation(t *testing.T) {
 	})
 }
 
+// UserConversation answers as User then Conversation would, in one query.
+func TestUserConversation(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, be testenv.Backend) {
+		p := newPair(t, be, chat.StatusActive)
+		ctx := context.Background()
+		want := chat.Conversation{ID: p.conv, ListenerID: p.listener.ID, TalkerID: p.talker.ID, Status: chat.StatusActive}
+
+		u, c, blocked, err := p.db.UserConversation(ctx, p.talker.ID, p.conv)
+		if err != nil || u != p.talker || c != want || blocked {
+			t.Fatalf("UserConversation = %+v, %+v, %v, %v; want %+v, %+v, false, nil", u, c, blocked, err, p.talker, want)
+		}
+		p.pg.Block(t, p.listener.ID, p.talker.ID)
+		if _, c, blocked, err := p.db.UserConversation(ctx, p.listener.ID, p.conv); err != nil || c != want || !blocked {
+			t.Fatalf("UserConversation after block = %+v, %v, %v; want %+v, true, nil", c, blocked, err, want)
+		}
+		u, _, _, err = p.db.UserConversation(ctx, p.listener.ID, p.conv+1000)
+		if !errors.Is(err, chat.ErrConversationGone) || u != p.listener {
+			t.Errorf("UserConversation(missing conversation) = %+v, %v; want the user and chat.ErrConversationGone", u, err)
+		}
+		if _, _, _, err := p.db.UserConversation(ctx, p.talker.ID+1000, p.conv+1000); !errors.Is(err, chat.ErrUserNotFound) {
+			t.Errorf("UserConversation(missing user and conversation) error = %v, want chat.ErrUserNotFound", err)
+		}
+	})
+}
+
 func TestIsBlocked(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, be testenv.Backend) {

@@ -6,6 +6,7 @@ import "fmt"
 type queries struct {
 	user             string
 	conversation     string
+	userConversation string
 	isBlocked        string
 	insertMessage    string
 	insertFile       string
@@ -39,6 +40,14 @@ func buildQueries(s Schema, dialect Dialect) queries {
 	q.conversation = fmt.Sprintf(`SELECT c.%s, c.%s, c.%s, c.%s, %s FROM %s c WHERE c.%s = $1`,
 		c("conversation", "id"), c("conversation", "listener_id"), c("conversation", "talker_id"), c("conversation", "status"),
 		blockedPair, cv, c("conversation", "id"))
+
+	// userConversation is user and conversation in one round trip: the
+	// user's row, and the conversation's columns (NULL when it is gone).
+	q.userConversation = fmt.Sprintf(`SELECT u.%s, u.%s, u.%s, u.%s, u.%s, c.%s, c.%s, c.%s, c.%s, %s
+FROM %s u LEFT JOIN %s c ON c.%s = $2 WHERE u.%s = $1`,
+		c("user", "id"), c("user", "email"), c("user", "full_name"), c("user", "user_type"), c("user", "is_active"),
+		c("conversation", "id"), c("conversation", "listener_id"), c("conversation", "talker_id"), c("conversation", "status"),
+		blockedPair, u, cv, c("conversation", "id"), c("user", "id"))
 
 	q.isBlocked = fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %s WHERE %s = $1 AND %s = $2)`,
 		b, c("block", "listener_id"), c("block", "talker_id"))

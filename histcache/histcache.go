@@ -59,6 +59,8 @@ type Config struct {
 	MaxLag time.Duration
 	// Encode is a message's JSON as frames carry it.
 	Encode func(chat.Message) ([]byte, error)
+	// QueryTimeout bounds a read of the WAL position (DB_TIMEOUT).
+	QueryTimeout time.Duration
 }
 
 // ErrNotExact is Get's answer when it cannot serve an exact history: the
@@ -70,7 +72,7 @@ var ErrNotExact = errors.New("histcache: feed down or behind")
 type Cache struct {
 	cfg    Config
 	names  Names
-	db     *sql.DB // for the feed position
+	pos    positions
 	feed   Feed
 	loader Loader
 
@@ -128,8 +130,8 @@ type user struct {
 
 // New returns an empty cache; run the feed with it as the handler.
 func New(cfg Config, names Names, db *sql.DB, feed Feed, loader Loader) *Cache {
-	c := &Cache{cfg: cfg, names: names, db: db, feed: feed, loader: loader, ring: make([]ringEntry, ringSize),
-		applied: make(chan struct{})}
+	c := &Cache{cfg: cfg, names: names, feed: feed, loader: loader, ring: make([]ringEntry, ringSize),
+		applied: make(chan struct{}), pos: positions{db: db, timeout: cfg.QueryTimeout}}
 	c.clear()
 	return c
 }
@@ -169,7 +171,7 @@ func (c *Cache) Get(ctx context.Context, id int64, after []int64) ([]byte, int, 
 	lag := time.NewTimer(c.cfg.MaxLag)
 	defer lag.Stop()
 	if len(after) == 0 {
-		lsn, err := pgfeed.CurrentLSN(ctx, c.db)
+		lsn, err := c.pos.current(ctx)
 		if err != nil {
 			return nil, 0, err
 		}

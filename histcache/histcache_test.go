@@ -61,7 +61,7 @@ func setup(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	s := djangodb.Schema{}
-	e.cache = histcache.New(histcache.Config{MaxBytes: 1 << 20, MaxLag: maxLag,
+	e.cache = histcache.New(histcache.Config{MaxBytes: 1 << 20, MaxLag: maxLag, QueryTimeout: 5 * time.Second,
 		Encode: func(m chat.Message) ([]byte, error) { return json.Marshal(item{m.ID, m.Content, m.IsRead}) },
 	}, histcache.Names{Table: s.Table, Column: s.Column}, db.DB, feed, store)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -282,6 +282,10 @@ var asciiSafe = func() (t [utf8.RuneSelf]bool) {
 
 const hexDigits = "0123456789abcdef"
 
+// AppendString appends s as json.dumps does with ensure_ascii=True: for
+// encoders of fixed shapes that need no Value.
+func AppendString(dst []byte, s string) []byte { return appendString(dst, s) }
+
 // appendString appends s as json.dumps does with ensure_ascii=True.
 func appendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')

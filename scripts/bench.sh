@@ -49,7 +49,8 @@
 #
 # RUNS (in this order): ceiling python w1 w2 w3 w4 redis w5. Outputs and
 # logs stay in $WORK (the database too with KEEP_PG=1). PGSS_PLANNING=on
-# adds each statement's planning time to chatload's outputs.
+# adds each statement's planning time to chatload's outputs; PROFILE=8 keeps
+# a CPU profile of each sidecar run's first 8 seconds (go tool pprof).
 #
 # Needs root or the postgres OS user's rights (initdb runs as postgres),
 # PostgreSQL 15+ server programs, pgbench, redis-server and the Python
@@ -84,6 +85,7 @@ W4_RATE=${W4_RATE:-} # total msgs/s offered; default: half workload 2's closed-l
 W5_CONNS=${W5_CONNS:-$(d 10000 1000)}
 SIDECAR_ENV=${SIDECAR_ENV:-}
 PGSS_PLANNING=${PGSS_PLANNING:-off} # on: chatload's outputs show each statement's planning time
+PROFILE=${PROFILE:-0} # N > 0: a CPU profile of each sidecar run's first N seconds, in $WORK/ID.cpu.pprof
 REF_DSN=${REF_DSN:-postgres://postgres@127.0.0.1:5432/postgres}
 PY=/usr/bin/python3
 GO=$(command -v go || echo /usr/local/go/bin/go)
@@ -292,8 +294,14 @@ sidecar_run() {
 	record "$id" "$(desc "$wl")" sidecar "$feed" "$layer"
 	ceiling_now "$id"
 	start_sidecar "$id" "$feed" "$layer"
+	local prof=
+	if [ "$PROFILE" -gt 0 ]; then
+		curl -fsS -o "$WORK/$id.cpu.pprof" "http://127.0.0.1:$ADMIN_PORT/debug/pprof/profile?seconds=$PROFILE" &
+		prof=$!
+	fi
 	chatload_run "$id" "ws://127.0.0.1:$GO_PORT" sidecar "$SIDECAR_PID" \
 		-metrics-url "http://127.0.0.1:$ADMIN_PORT/metrics" "$@"
+	if [ -n "$prof" ]; then wait "$prof" || log "$id: no CPU profile"; fi
 	stop "$SIDECAR_PID"
 	if [ "$feed" = on ] && [ -z "$(val "$WORK/$id.out" feed cache_hits)" ]; then
 		log "$id: FEED=on but no sidecar_history_cache_hits_total in the metrics"
@@ -444,8 +452,14 @@ if has w5; then
 	p0=$(ticks "$POSTMASTER" tree)
 	# connload seeds its conversations before it connects; the sidecar is
 	# idle meanwhile, so its ticks over the whole command are the connects'.
+	prof=
+	if [ "$PROFILE" -gt 0 ]; then
+		curl -fsS -o "$WORK/w5.cpu.pprof" "http://127.0.0.1:$ADMIN_PORT/debug/pprof/profile?seconds=$PROFILE" &
+		prof=$!
+	fi
 	"$WORK/connload" -dsn "$LOAD_DB" -url "ws://127.0.0.1:$GO_PORT" -pid "$SIDECAR_PID" -n "$W5_CONNS" \
 		>"$WORK/w5.out" 2>&1 || log "w5: connload failed (see $WORK/w5.out)"
+	if [ -n "$prof" ]; then wait "$prof" || log "w5: no CPU profile"; fi
 	s1=$(ticks "$SIDECAR_PID")
 	p1=$(ticks "$POSTMASTER" tree)
 	stop "$SIDECAR_PID"
