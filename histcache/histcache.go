@@ -281,10 +281,11 @@ func (c *Cache) load(ctx context.Context, cv *conv, gen uint64) ([]byte, int, er
 	err := c.loader.History(ctx, cv.id, func(m chat.Message) error { rows = append(rows, m); return nil })
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.loads--
-	if c.loads == 0 {
-		clear(c.ring) // let the changes go
-	}
+	defer func() { // after the replay below, which reads the ring
+		if c.loads--; c.loads == 0 {
+			clear(c.ring) // let the changes go
+		}
+	}()
 	fail := func(err error) ([]byte, int, error) {
 		if c.gen == gen && c.convs[cv.id] == cv {
 			delete(c.convs, cv.id)
