@@ -425,11 +425,16 @@ func (a *App) openFeed(ctx context.Context, media consumer.Media) error {
 		return fmt.Errorf("FEED: %w", err)
 	}
 	a.feed = feed
+	served := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "sidecar_history_cache_seconds",
+		Help:    "Time to serve a history from the feed's cache, mostly the wait for the feed to pass the caller's position.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 15),
+	})
 	a.cache = histcache.New(histcache.Config{
 		MaxBytes: int64(cfg.HistoryCacheBytes), MaxLag: cfg.FeedMaxLag, Encode: consumer.EncodeMessage(media),
-		QueryTimeout: cfg.DBTimeout,
+		QueryTimeout: cfg.DBTimeout, Served: func(d time.Duration) { served.Observe(d.Seconds()) },
 	}, histcache.Names{Table: schema.Table, Column: schema.Column}, a.sqldb, feed, a.db)
-	a.registry.MustRegister(
+	a.registry.MustRegister(served,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sidecar_feed_up", Help: "1 while the change feed streams."},
 			func() float64 {
 				if feed.Up() {

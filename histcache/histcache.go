@@ -61,6 +61,9 @@ type Config struct {
 	Encode func(chat.Message) ([]byte, error)
 	// QueryTimeout bounds a read of the WAL position (DB_TIMEOUT).
 	QueryTimeout time.Duration
+	// Served, when set, is told how long each history served took: mostly
+	// the wait for the feed to pass the caller's position.
+	Served func(time.Duration)
 }
 
 // ErrNotExact is Get's answer when it cannot serve an exact history: the
@@ -164,6 +167,15 @@ func (c *Cache) Stats() Stats {
 // before the feed applied its insert is waited for in vain: MaxLag, then
 // ErrNotExact.
 func (c *Cache) Get(ctx context.Context, id int64, after []int64) ([]byte, int, error) {
+	start := time.Now()
+	list, n, err := c.get(ctx, id, after)
+	if err == nil && c.cfg.Served != nil {
+		c.cfg.Served(time.Since(start))
+	}
+	return list, n, err
+}
+
+func (c *Cache) get(ctx context.Context, id int64, after []int64) ([]byte, int, error) {
 	if !c.feed.Up() {
 		c.dropAll()
 		return nil, 0, ErrNotExact

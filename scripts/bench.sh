@@ -50,7 +50,8 @@
 # RUNS (in this order): ceiling python w1 w2 w3 w4 redis w5. Outputs and
 # logs stay in $WORK (the database too with KEEP_PG=1). PGSS_PLANNING=on
 # adds each statement's planning time to chatload's outputs; PROFILE=8 keeps
-# a CPU profile of each sidecar run's first 8 seconds (go tool pprof).
+# a CPU profile of each sidecar run's first 8 seconds (go tool pprof). Each
+# sidecar run's final /metrics stay in $WORK/ID.metrics.
 #
 # Needs root or the postgres OS user's rights (initdb runs as postgres),
 # PostgreSQL 15+ server programs, pgbench, redis-server and the Python
@@ -302,6 +303,7 @@ sidecar_run() {
 	chatload_run "$id" "ws://127.0.0.1:$GO_PORT" sidecar "$SIDECAR_PID" \
 		-metrics-url "http://127.0.0.1:$ADMIN_PORT/metrics" "$@"
 	if [ -n "$prof" ]; then wait "$prof" || log "$id: no CPU profile"; fi
+	curl -fsS -o "$WORK/$id.metrics" "http://127.0.0.1:$ADMIN_PORT/metrics" || log "$id: no metrics"
 	stop "$SIDECAR_PID"
 	if [ "$feed" = on ] && [ -z "$(val "$WORK/$id.out" feed cache_hits)" ]; then
 		log "$id: FEED=on but no sidecar_history_cache_hits_total in the metrics"
