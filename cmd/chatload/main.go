@@ -457,9 +457,10 @@ func talk(conns []chatConns, o options, stop func()) (*result, time.Time, error)
 		go func() {
 			defer all.Done()
 			defer lws.Close()
+			var buf bytes.Buffer
 			for {
 				_ = lws.SetReadDeadline(time.Now().Add(o.duration + listenTimeout))
-				_, data, err := lws.ReadMessage()
+				data, err := readInto(lws, &buf)
 				if err != nil {
 					return
 				}
@@ -483,8 +484,9 @@ func talk(conns []chatConns, o options, stop func()) (*result, time.Time, error)
 		var readErr error // why the socket ended; read once replies is closed
 		go func() {
 			defer close(replies)
+			var buf bytes.Buffer
 			for {
-				_, data, err := tws.ReadMessage()
+				data, err := readInto(tws, &buf)
 				if err != nil {
 					readErr = err
 					return
@@ -635,4 +637,20 @@ func quantile(ds []time.Duration, p float64) time.Duration {
 		return 0
 	}
 	return ds[int(p*float64(len(ds)-1))]
+}
+
+// readInto reads the next message into buf, reused from frame to frame:
+// the load tool shares the machine with the servers it measures, so it
+// does not allocate a history's bytes for every frame. The bytes are
+// valid until the next read.
+func readInto(ws *websocket.Conn, buf *bytes.Buffer) ([]byte, error) {
+	_, r, err := ws.NextReader()
+	if err != nil {
+		return nil, err
+	}
+	buf.Reset()
+	if _, err := buf.ReadFrom(r); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
