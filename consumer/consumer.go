@@ -33,13 +33,14 @@ type Store interface {
 }
 
 // HistoryCache serves histories from memory (histcache.Cache): the JSON
-// list of a conversation's messages, newest first, exact as of a moment
+// list of a conversation's messages, newest first, in parts that are
+// written one after the other and never modified, exact as of a moment
 // after the call, and its length; with after, exact as of the commits of
 // those messages, which their writers committed before asking. Any error
 // sends the caller to the database (the feed is down or behind, or the
 // cache could not load).
 type HistoryCache interface {
-	Get(ctx context.Context, conversationID int64, after []int64) (list []byte, count int, err error)
+	Get(ctx context.Context, conversationID int64, after []int64) (list [][]byte, count int, err error)
 }
 
 // Verifier checks a SimpleJWT access token and returns its user id (auth.Verifier).

@@ -158,12 +158,16 @@ func (h *histories) load(ctx context.Context, conv int64, after []int64) (histor
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.DBTimeout+s.cfg.BudgetWait)
 	defer cancel()
 	if s.cache != nil {
-		list, n, err := s.cache.Get(ctx, conv, after)
+		parts, n, err := s.cache.Get(ctx, conv, after)
 		if err == nil {
 			// The cache owns the bytes (bounded on its own); frames only
 			// point at them.
 			s.metrics.historyLoads.WithLabelValues("cache").Inc()
-			return history{list: acquired(s.mem, [][]byte{list}, int64(len(list)), 0), count: n}, nil
+			var size int64
+			for _, p := range parts {
+				size += int64(len(p))
+			}
+			return history{list: acquired(s.mem, parts, size, 0), count: n}, nil
 		}
 		if ctx.Err() != nil {
 			return history{}, ctx.Err()

@@ -114,8 +114,12 @@ type conv struct {
 	loading chan struct{} // closed when the load ends; nil once ready
 	mark    uint64        // seq when the load began
 	msgs    []*msg        // oldest first: (created_at, id) ascending
-	list    []byte        // the encoded list, newest first; nil: rebuild
-	listLen int64         // bytes counted for the last list built
+	// The encoded list, newest first, is "[" then body. body ends buf;
+	// the bytes of buf before it are headroom where a new message is
+	// written in front of it: nothing handed out is ever written again.
+	buf     []byte
+	body    []byte // nil: rebuild
+	listLen int64  // bytes counted for buf
 	bytes   int64
 	lruElem *list.Element
 	loadErr error
@@ -157,8 +161,9 @@ func (c *Cache) Stats() Stats {
 }
 
 // Get returns the history of conversation id, newest first, as the JSON
-// list frames carry, and its length, exact as of a moment after the call;
-// or ErrNotExact when the caller must query the database.
+// list frames carry, in parts to write one after the other (never to
+// modify), and its length, exact as of a moment after the call; or
+// ErrNotExact when the caller must query the database.
 //
 // after, when not empty, are messages of the conversation whose writers
 // committed them before asking: the history then holds them and every
@@ -166,14 +171,19 @@ func (c *Cache) Stats() Stats {
 // (the feed applies transactions in commit order). One of them deleted
 // before the feed applied its insert is waited for in vain: MaxLag, then
 // ErrNotExact.
-func (c *Cache) Get(ctx context.Context, id int64, after []int64) ([]byte, int, error) {
+func (c *Cache) Get(ctx context.Context, id int64, after []int64) ([][]byte, int, error) {
 	start := time.Now()
-	list, n, err := c.get(ctx, id, after)
-	if err == nil && c.cfg.Served != nil {
+	body, n, err := c.get(ctx, id, after)
+	if err != nil {
+		return nil, 0, err
+	}
+	if c.cfg.Served != nil {
 		c.cfg.Served(time.Since(start))
 	}
-	return list, n, err
+	return [][]byte{openList, body}, n, nil
 }
+
+var openList = []byte("[")
 
 func (c *Cache) get(ctx context.Context, id int64, after []int64) ([]byte, int, error) {
 	if !c.feed.Up() {
@@ -567,9 +577,11 @@ func (c *Cache) userChange(ch *pgfeed.Change) {
 			continue
 		}
 		for _, m := range cv.msgs {
-			if m.m.Sender.ID == id {
+			if m.m.Sender.ID == id && m.json != nil {
+				cv.bytes -= int64(len(m.json))
+				c.bytes -= int64(len(m.json))
 				m.json = nil
-				cv.list = nil
+				cv.body = nil
 			}
 		}
 	}
@@ -641,12 +653,14 @@ func (c *Cache) putLocked(cv *conv, m chat.Message) {
 	if u := c.users[m.Sender.ID]; u != nil {
 		u.refs++ // before the old version lets go of the same sender
 	}
+	replaced := false
 	if i := cv.index(m.ID, c); i >= 0 {
 		old := cv.msgs[i]
 		c.forgetMsgLocked(old)
 		cv.bytes -= msgCost(old)
 		c.bytes -= msgCost(old)
 		cv.msgs = append(cv.msgs[:i], cv.msgs[i+1:]...)
+		replaced = true
 	}
 	nm := &msg{m: m}
 	i := sort.Search(len(cv.msgs), func(i int) bool { return before(m, cv.msgs[i].m) })
@@ -659,7 +673,31 @@ func (c *Cache) putLocked(cv *conv, m chat.Message) {
 	}
 	cv.bytes += msgCost(nm)
 	c.bytes += msgCost(nm)
-	cv.list = nil
+	// Only a new newest message goes in front of the body; any other
+	// change rebuilds it.
+	if cv.body == nil || replaced || i != len(cv.msgs)-1 || !c.prependLocked(cv, nm) {
+		cv.body = nil
+	}
+}
+
+// prependLocked writes m, the newest message, in front of cv's body when
+// the headroom has room, and reports whether it did.
+func (c *Cache) prependLocked(cv *conv, m *msg) bool {
+	if err := c.encodeLocked(cv, m); err != nil {
+		return false // the rebuild reports it
+	}
+	sep := ", "
+	if len(cv.msgs) == 1 {
+		sep = "" // the body was "]"
+	}
+	start := len(cv.buf) - len(cv.body) - len(m.json) - len(sep)
+	if start < 0 {
+		return false
+	}
+	n := copy(cv.buf[start:], m.json)
+	copy(cv.buf[start+n:], sep)
+	cv.body = cv.buf[start:]
+	return true
 }
 
 func (c *Cache) removeLocked(cv *conv, id int64) {
@@ -669,7 +707,7 @@ func (c *Cache) removeLocked(cv *conv, id int64) {
 		cv.bytes -= msgCost(old)
 		c.bytes -= msgCost(old)
 		cv.msgs = append(cv.msgs[:i], cv.msgs[i+1:]...)
-		cv.list = nil
+		cv.body = nil
 	}
 }
 
@@ -685,44 +723,57 @@ func before(a, b chat.Message) bool {
 // and the structures around them.
 func msgCost(m *msg) int64 { return int64(2*len(m.m.Content)+len(m.json)) + 256 }
 
-// encodedLocked returns cv's list, encoding what changed.
+// encodedLocked returns cv's body, encoding what changed.
 func (c *Cache) encodedLocked(cv *conv) ([]byte, int, error) {
-	if cv.list != nil {
-		return cv.list, len(cv.msgs), nil
+	if cv.body != nil {
+		return cv.body, len(cv.msgs), nil
 	}
-	size := 2
+	size := 1
 	for _, m := range cv.msgs {
-		if m.json == nil {
-			full := m.m
-			if u := c.users[m.m.Sender.ID]; u != nil {
-				full.Sender = u.User
-			}
-			b, err := c.cfg.Encode(full)
-			if err != nil {
-				return nil, 0, fmt.Errorf("encode message %d: %w", m.m.ID, err)
-			}
-			cv.bytes += int64(len(b))
-			c.bytes += int64(len(b))
-			m.json = b
+		if err := c.encodeLocked(cv, m); err != nil {
+			return nil, 0, err
 		}
 		size += len(m.json) + 2
 	}
-	list := make([]byte, 0, size)
-	list = append(list, '[')
+	// Room for a quarter more in front: new messages are prepended without
+	// a rebuild until it is used up.
+	headroom := max(size/4, minHeadroom)
+	buf := make([]byte, headroom, headroom+size)
 	for i := len(cv.msgs) - 1; i >= 0; i-- {
-		if i != len(cv.msgs)-1 {
-			list = append(list, ", "...)
+		buf = append(buf, cv.msgs[i].json...)
+		if i != 0 {
+			buf = append(buf, ", "...)
 		}
-		list = append(list, cv.msgs[i].json...)
 	}
-	list = append(list, ']')
-	c.bytes += int64(len(list)) - cv.listLen
-	cv.bytes += int64(len(list)) - cv.listLen
-	cv.list, cv.listLen = list, int64(len(list))
-	return list, len(cv.msgs), nil
+	buf = append(buf, ']')
+	c.bytes += int64(cap(buf)) - cv.listLen
+	cv.bytes += int64(cap(buf)) - cv.listLen
+	cv.buf, cv.body, cv.listLen = buf, buf[headroom:], int64(cap(buf))
+	return cv.body, len(cv.msgs), nil
 }
 
-// evictLocked drops the least recently used conversations past MaxBytes.
+// minHeadroom is the least room left in front of a body for new messages.
+const minHeadroom = 2048
+
+// encodeLocked encodes m, if it is not yet, with its sender's names.
+func (c *Cache) encodeLocked(cv *conv, m *msg) error {
+	if m.json != nil {
+		return nil
+	}
+	full := m.m
+	if u := c.users[m.m.Sender.ID]; u != nil {
+		full.Sender = u.User
+	}
+	b, err := c.cfg.Encode(full)
+	if err != nil {
+		return fmt.Errorf("encode message %d: %w", m.m.ID, err)
+	}
+	cv.bytes += int64(len(b))
+	c.bytes += int64(len(b))
+	m.json = b
+	return nil
+}
+
 func (c *Cache) evictLocked() {
 	for c.bytes > c.cfg.MaxBytes && c.lru.Len() > 0 {
 		cv := c.lru.Back().Value.(*conv)

@@ -1,11 +1,13 @@
 package histcache_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,10 +96,11 @@ func (e *env) get(t *testing.T, after ...int64) ([]item, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	list, n, err := e.cache.Get(ctx, e.conv, after)
+	parts, n, err := e.cache.Get(ctx, e.conv, after)
 	if err != nil {
 		return nil, err
 	}
+	list := bytes.Join(parts, nil)
 	var items []item
 	if err := json.Unmarshal(list, &items); err != nil {
 		t.Fatalf("list %q: %v", list, err)
@@ -164,5 +167,61 @@ func TestGetAfterMissingMessage(t *testing.T) {
 	id := e2.save(t, "first")
 	if items, err := e2.get(t, id); err != nil || len(items) != 1 || items[0].ID != id {
 		t.Fatalf("Get on an empty cache = %+v, %v", items, err)
+	}
+}
+
+// New messages are written in front of the list the cache holds, in
+// place; a list handed out is never written again, and every list is what
+// the database holds, through headroom used up and rebuilt many times.
+func TestPrependedListsExact(t *testing.T) {
+	e := setup(t)
+	e.save(t, "first")
+	if _, err := e.get(t); err != nil {
+		t.Fatal(err)
+	}
+	encode := func(m chat.Message) []byte { b, _ := json.Marshal(item{m.ID, m.Content, m.IsRead}); return b }
+	type served struct {
+		parts [][]byte
+		was   []byte
+	}
+	var all []served
+	for i := range 150 {
+		id := e.save(t, strings.Repeat("x", i*7%300))
+		if i%40 == 39 { // a change elsewhere: a rebuild
+			if _, err := e.db.DB.Exec(`UPDATE chat_message SET is_read = true WHERE id = $1`, id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		parts, _, err := e.cache.Get(ctx, e.conv, []int64{id})
+		cancel()
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		var want []byte
+		if err := e.store.History(context.Background(), e.conv, func(m chat.Message) error {
+			if want == nil {
+				want = []byte("[")
+			} else {
+				want = append(want, ", "...)
+			}
+			want = append(want, encode(m)...)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, ']')
+		got := bytes.Join(parts, nil)
+		if i%40 != 39 && !bytes.Equal(got, want) {
+			// (after the UPDATE the feed may not have applied it yet: the
+			// Get waited for the insert only)
+			t.Fatalf("message %d: cache\n%s\ndatabase\n%s", i, got, want)
+		}
+		all = append(all, served{parts, got})
+	}
+	for i, s := range all {
+		if got := bytes.Join(s.parts, nil); !bytes.Equal(got, s.was) {
+			t.Fatalf("the list served for message %d changed after it was served:\n%s\nwas\n%s", i, got, s.was)
+		}
 	}
 }

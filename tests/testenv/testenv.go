@@ -36,6 +36,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lib/pq"
 	_ "github.com/lib/pq" // PostgreSQL driver
 
 	"github.com/chatsidecar/sidecar/auth"
@@ -239,8 +240,19 @@ func cloneTemplate(t testing.TB, adm *sql.DB, server, tmpl string) *Database {
 		db.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if _, err := adm.ExecContext(ctx, "DROP DATABASE IF EXISTS "+quoteIdent(name)+" WITH (FORCE)"); err != nil {
-			t.Errorf("testenv: drop database %s: %v", name, err)
+		// A feed's temporary slot lives until the server's WAL sender
+		// notices its client left, a moment after the sidecar stopped.
+		for {
+			_, err := adm.ExecContext(ctx, "DROP DATABASE IF EXISTS "+quoteIdent(name)+" WITH (FORCE)")
+			var pqErr *pq.Error
+			if errors.As(err, &pqErr) && pqErr.Code == "55006" && strings.Contains(pqErr.Message, "replication slot") && ctx.Err() == nil {
+				time.Sleep(20 * time.Millisecond)
+				continue
+			}
+			if err != nil {
+				t.Errorf("testenv: drop database %s: %v", name, err)
+			}
+			break
 		}
 	})
 	return &Database{DSN: dsn, DB: db, Name: name, Dialect: djangodb.Postgres}
