@@ -649,10 +649,12 @@ func TestFileFlood(t *testing.T) {
 			defer wg.Done()
 			tl := &tallies[i]
 			done := make(chan struct{})
+			sentAll := make(chan int, 1) // tl.sent, before the probe is written
 			go func() {
 				defer close(done)
 				var buf []byte
-				for {
+				want := -1 // new_message frames to wait for, once probed
+				for want < 0 || tl.stored < want {
 					_ = ws.SetReadDeadline(time.Now().Add(frameWait))
 					var err error
 					if buf, err = readInto(ws, buf); err != nil {
@@ -666,7 +668,10 @@ func TestFileFlood(t *testing.T) {
 					case string(buf) == tooMany:
 						tl.refused++
 					case string(buf) == errorFrame("Unknown message type: hostile_probe"):
-						return // every frame before it has been answered
+						// Every frame before it has been answered; the
+						// new_message frames come through the group, and may
+						// come after it (as in Python): read them all.
+						want = <-sentAll - tl.refused
 					default:
 						tl.err = fmt.Errorf("unexpected frame %.200s", buf)
 						return
@@ -682,6 +687,7 @@ func TestFileFlood(t *testing.T) {
 				}
 				tl.sent++
 			}
+			sentAll <- tl.sent
 			_ = ws.WriteMessage(websocket.TextMessage, []byte(`{"type": "hostile_probe"}`))
 			<-done
 		}()
