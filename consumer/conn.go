@@ -35,11 +35,15 @@ const queuedFrameCost = 64
 //	open      frames are read, handled and queued.
 //	draining  (shutdown) nothing more is read or queued; the writer writes
 //	          what is queued, then the close frame, then closes the socket.
-//	closing   nothing more is read or queued; what was queued is dropped;
-//	          the writer finishes the frame it is writing (within
-//	          WRITE_TIMEOUT), writes the close frame and closes the socket.
+//	closing   nothing more is handled or queued; what was queued is
+//	          dropped; the writer finishes the frame it is writing (within
+//	          WRITE_TIMEOUT), writes the close frame, then lingers: it
+//	          half-closes the socket and waits, within WRITE_TIMEOUT, for the
+//	          peer to close its side, the reader reading and discarding
+//	          what still arrives (see linger).
 //	          Without a code (the peer is gone, or a shutdown gave up
-//	          waiting) the write in progress is cut off at once instead.
+//	          waiting) the write in progress is cut off at once instead,
+//	          from open, draining or closing alike.
 //	closed    the socket is closed; gone is closed.
 //
 // Before the upgrade (ws is nil) a connection can be ended too (a group
@@ -58,6 +62,7 @@ type conn struct {
 
 	done     chan struct{} // closed by end: stop producing for this connection
 	doneOnce sync.Once     // the reader's end and the writer's close may race to close done
+	readDone chan struct{} // closed when the reader has stopped reading
 	gone     chan struct{} // closed when the socket is closed
 
 	mu       sync.Mutex
@@ -65,6 +70,8 @@ type conn struct {
 	state    connState
 	code     int // close frame of closing and draining; 0: none
 	reason   string
+	sent     bool           // the close frame has been written already (gorilla's 1009)
+	answered bool           // the reader has read the peer's close frame
 	stopping bool           // shutdown asked the reader to stop
 	msgEnd   time.Time      // while a client message is being read: when it must be whole
 	ready    bool           // the connect frames are queued; group frames follow them
@@ -86,7 +93,7 @@ const (
 )
 
 func newConn(s *Server, r *route) *conn {
-	return &conn{srv: s, route: r, done: make(chan struct{}), gone: make(chan struct{})}
+	return &conn{srv: s, route: r, done: make(chan struct{}), readDone: make(chan struct{}), gone: make(chan struct{})}
 }
 
 // logger returns the server's logger with what identifies the connection;
@@ -265,15 +272,16 @@ func (c *conn) drain(code int, reason string) { c.finish(code, reason, true) }
 
 func (c *conn) finish(code int, reason string, drain bool) {
 	c.mu.Lock()
-	switch {
-	case c.state == stateClosing || c.state == stateClosed:
+	if c.state != stateOpen {
+		// Ending already: only a cut (no code) changes anything now.
+		if c.state != stateClosed && !drain && code == 0 {
+			c.code, c.reason = 0, ""
+			c.state = stateClosing
+			c.dropQueue()
+			c.cut()
+		}
 		c.mu.Unlock()
 		return
-	case c.state == stateDraining && drain:
-		c.mu.Unlock()
-		return
-	case c.state == stateDraining:
-		code, reason = c.code, c.reason // keep the drain's close frame
 	}
 	c.code, c.reason = code, reason
 	for _, f := range c.pending {
@@ -287,16 +295,23 @@ func (c *conn) finish(code int, reason string, drain bool) {
 		c.state = stateClosing
 		c.dropQueue()
 	}
-	ws := c.ws
-	if ws != nil && !drain && code == 0 {
+	if !drain && code == 0 {
 		// No close frame to send: cut off a write the peer is not
 		// reading. With a close frame, the frame in progress must end
 		// first, or the close frame could not follow it.
-		_ = ws.UnderlyingConn().SetWriteDeadline(time.Now())
+		c.cut()
 	}
 	c.startWriter()
 	c.mu.Unlock()
 	c.doneOnce.Do(func() { close(c.done) })
+}
+
+// cut makes every read and write of the socket in progress or to come fail
+// at once; c.mu is held.
+func (c *conn) cut() {
+	if c.ws != nil {
+		_ = c.ws.UnderlyingConn().SetDeadline(time.Now())
+	}
 }
 
 // write is the writer: it writes queued frames until the queue is empty,
@@ -311,11 +326,17 @@ func (c *conn) write() {
 				c.mu.Unlock()
 				return
 			}
-			code, reason := c.code, c.reason
+			code, reason, sent := c.code, c.reason, c.sent
 			c.mu.Unlock()
 			if code != 0 {
-				msg := websocket.FormatCloseMessage(code, reason)
-				_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(cfg.WriteTimeout))
+				var err error
+				if !sent {
+					msg := websocket.FormatCloseMessage(code, reason)
+					err = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(cfg.WriteTimeout))
+				}
+				if err == nil {
+					c.linger()
+				}
 			}
 			c.closeSocket()
 			return
@@ -346,6 +367,54 @@ func (c *conn) write() {
 			return
 		}
 	}
+}
+
+// linger runs after the close frame: it half-closes the socket and waits,
+// within WRITE_TIMEOUT, for the peer to close its side (RFC 6455 section
+// 7.1.1), reading and discarding what the peer still sends. Closing a
+// socket with bytes unread makes the kernel answer with a reset, and a
+// reset makes the peer's kernel discard what the peer has not read yet:
+// the end of the last frame, and the close frame itself.
+func (c *conn) linger() {
+	nc := c.ws.UnderlyingConn()
+	if hc, ok := nc.(interface{ CloseWrite() error }); ok {
+		_ = hc.CloseWrite()
+	}
+	deadline := time.Now().Add(c.srv.cfg.WriteTimeout)
+	if !c.readUntil(deadline) {
+		return
+	}
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case <-c.readDone: // the peer's close frame, its end, or a shutdown
+	case <-timer.C:
+		return
+	}
+	c.mu.Lock()
+	answered := c.answered
+	c.mu.Unlock()
+	if answered {
+		return // the closing handshake is complete: nothing more may come
+	}
+	// The reader has stopped on its own (a shutdown, a frame too big or
+	// too slow) and cannot read on: the rest is discarded here, until the
+	// peer's end or the deadline.
+	if c.readUntil(deadline) {
+		_, _ = io.Copy(io.Discard, nc)
+	}
+}
+
+// readUntil sets the socket's read deadline unless the connection has
+// been cut meanwhile, and reports whether it did.
+func (c *conn) readUntil(deadline time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.code == 0 {
+		return false
+	}
+	_ = c.ws.UnderlyingConn().SetReadDeadline(deadline)
+	return true
 }
 
 func (c *conn) writeFrame(f *frame) error {
@@ -392,8 +461,8 @@ func (c *conn) stopReading() {
 func (c *conn) extendRead() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.stopping {
-		return
+	if c.stopping || c.state != stateOpen {
+		return // the deadline is shutdown's or linger's now
 	}
 	cfg := c.srv.cfg
 	d := time.Now().Add(cfg.PingInterval + cfg.PingTimeout)
@@ -417,6 +486,12 @@ func (c *conn) messageEnds() {
 	c.msgEnd = time.Time{}
 	c.mu.Unlock()
 	c.extendRead()
+}
+
+func (c *conn) isOpen() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state == stateOpen
 }
 
 func (c *conn) isStopping() bool {
@@ -445,10 +520,19 @@ func (c *conn) readLoop() {
 		if err != nil || c.isStopping() {
 			c.srv.mem.release(charged)
 			c.readEnded(err)
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) {
+				c.mu.Lock()
+				c.answered = true
+				c.mu.Unlock()
+			}
+			close(c.readDone)
 			<-c.gone
 			return
 		}
-		if c.allow() {
+		// A connection that is ending reads on (see linger) but handles
+		// nothing more.
+		if c.isOpen() && c.allow() {
 			c.route.handle(c, typ, data)
 		}
 		c.srv.mem.release(charged)
@@ -506,6 +590,9 @@ func (c *conn) readMessage() (typ int, data []byte, charged int64, err error) {
 
 // readEnded ends the connection once the reader has stopped.
 func (c *conn) readEnded(err error) {
+	if !c.isOpen() {
+		return // ending already; this is the peer's answer or linger's deadline
+	}
 	switch {
 	case c.isStopping():
 		c.drain(websocket.CloseGoingAway, "server shutting down")
@@ -513,7 +600,10 @@ func (c *conn) readEnded(err error) {
 		// gorilla has sent the 1009 close frame.
 		c.srv.metrics.closed("frame_too_big")
 		c.logger().Info("closed: frame too big")
-		c.end(0, "")
+		c.mu.Lock()
+		c.sent = true
+		c.mu.Unlock()
+		c.end(websocket.CloseMessageTooBig, "")
 	case errors.Is(err, errInvalidUTF8):
 		c.srv.metrics.closed("invalid_utf8")
 		c.logger().Info("closed: invalid UTF-8")

@@ -256,6 +256,8 @@ func barrier(sender *client, others ...*client) {
 // (-1: ended without a close frame).
 func (c *client) closeCode() int {
 	c.t.Helper()
+	// Then close the socket, as a client does once the server has closed.
+	defer c.ws.Close()
 	_ = c.ws.SetReadDeadline(time.Now().Add(frameWait))
 	for {
 		_, _, err := c.ws.ReadMessage()

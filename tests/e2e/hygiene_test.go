@@ -90,22 +90,24 @@ func TestShutdown(t *testing.T) {
 		<-hold.started
 
 		w.stop() // SIGTERM
-		waitFor(t, "the listener to be closed", func() bool { return w.app.Connections() == 1 })
+		// Each client closes its side once it has read the close frame
+		// (closeCode), which lets the server close the socket at once.
 		if code := lc.closeCode(); code != websocket.CloseGoingAway {
 			t.Errorf("listener close code %d, want 1001", code)
 		}
+		waitFor(t, "the listener to be closed", func() bool { return w.app.Connections() == 1 })
 		// New connections are refused while draining.
 		if _, resp, err := w.dial(w.chatPath(), w.tokens[w.listener].Access, nil); err == nil || resp == nil || resp.StatusCode != 503 {
 			t.Errorf("dial while draining: %v %s, want 503", err, status(resp))
 		}
 		close(hold.release)
+		if code := tc.closeCode(); code != websocket.CloseGoingAway {
+			t.Errorf("talker close code %d, want 1001", code)
+		}
 		if err := <-w.served; err != nil {
 			t.Errorf("shutdown: %v", err)
 		}
 		w.served <- nil // for the cleanup
-		if code := tc.closeCode(); code != websocket.CloseGoingAway {
-			t.Errorf("talker close code %d, want 1001", code)
-		}
 		if n := w.messages(); n != 1 {
 			t.Errorf("in-flight message: %d rows, want 1", n)
 		}
@@ -192,5 +194,65 @@ func TestRateLimit(t *testing.T) {
 	tc.send(`{"type": "nope"}`)
 	if code := tc.closeCode(); code != websocket.ClosePolicyViolation {
 		t.Errorf("close code %d, want 1008", code)
+	}
+}
+
+// Section 8: a connection closed while the client is still sending gets
+// the end of the frame in progress and the close frame, however much of
+// both is still in the kernel's buffers: the server half-closes and reads
+// on until the client closes too, instead of closing a socket with unread
+// bytes, which the kernel answers with a reset that discards both. Here the
+// history (12 MiB, more than loopback's buffers hold) is stuck on a client
+// that does not read; a message left half-sent past MESSAGE_TIMEOUT closes
+// the connection with 1008; the client sends on, then reads.
+func TestCloseAfterFrameInProgress(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, testenv.Backends[0], "active", func(c *config.Config) { c.MessageTimeout = 300 * time.Millisecond })
+	const messages, size = 12, 1 << 20
+	content := strings.Repeat("h", size)
+	for i := 0; i < messages; i++ {
+		if _, err := w.db.Fixture().Message(context.Background(), w.conv, w.talker, content, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, resp, err := w.dial(w.chatPath(), w.tokens[w.talker].Access, nil)
+	if err != nil {
+		t.Fatalf("connect: %v (response %v)", err, status(resp))
+	}
+	nc := c.ws.UnderlyingConn()
+	fragment := func(opcode byte, fin bool, payload string) {
+		t.Helper()
+		if fin {
+			opcode |= 0x80
+		}
+		// A masked client frame, with an all-zero mask for brevity.
+		frame := append([]byte{opcode, 0x80 | byte(len(payload)), 0, 0, 0, 0}, payload...)
+		if _, err := nc.Write(frame); err != nil {
+			t.Fatalf("write fragment: %v", err)
+		}
+	}
+	fragment(websocket.TextMessage, false, `{"type": "chat_message", `)
+	time.Sleep(time.Second) // past MESSAGE_TIMEOUT: the server is closing
+	fragment(0, false, `"message": "late"`)
+
+	_ = c.ws.SetReadDeadline(time.Now().Add(frameWait))
+	for _, want := range []string{"connection_established", "api_info", "conversation_history"} {
+		_, b, err := c.ws.ReadMessage()
+		if err != nil {
+			t.Fatalf("read %s: %v", want, err)
+		}
+		if !strings.Contains(string(b), `"type": "`+want+`"`) {
+			t.Fatalf("got %.100s, want %s", b, want)
+		}
+		if want == "conversation_history" && strings.Count(string(b), content) != messages {
+			t.Errorf("history of %d bytes does not hold the %d messages", len(b), messages)
+		}
+	}
+	if code := c.closeCode(); code != websocket.ClosePolicyViolation {
+		t.Errorf("close code %d, want 1008", code)
+	}
+	waitFor(t, "the connection to leave", func() bool { return w.app.Connections() == 0 })
+	if n := w.messages(); n != messages {
+		t.Errorf("%d messages, want %d", n, messages)
 	}
 }

@@ -115,7 +115,7 @@ func readInto(ws *websocket.Conn, buf []byte) ([]byte, error) {
 // bystander is still served.
 //
 // Both mostly wait for WRITE_TIMEOUT, so they run in parallel, after the
-// other attacks (as does TestMemoryWaitOutlastsDBTimeout).
+// other attacks.
 func TestHistoryToNonReaders(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
@@ -776,8 +776,12 @@ func TestInvalidUTF8(t *testing.T) {
 // to the conversation's members (chat.go: "have them reconnect for a
 // fresh history"). The memory wait is not part of the load's DB_TIMEOUT,
 // so it is the wait, not a database deadline, that ends it.
+//
+// Not in parallel with TestHistoryToNonReaders, though it mostly waits
+// too: its clients allocate and read tens of MiB, which under -race costs
+// the test process seconds of CPU, and TestHistoryToNonReaders's
+// bystander, whose latency is judged, lives in the same process.
 func TestMemoryWaitOutlastsDBTimeout(t *testing.T) {
-	t.Parallel()
 	const size = 1 << 20
 	var victimConv, victim int64
 	fill := func(a *arena, conv int64, n int) {
