@@ -3,6 +3,7 @@ package consumer
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/chatsidecar/sidecar/chat"
 )
@@ -180,6 +181,11 @@ func (h *histories) load(ctx context.Context, conv int64, after []int64) (histor
 		charged int64
 		size    int64
 		count   int
+		// The load waits for memory BudgetWait in all, however many
+		// chunks wait: a load that gets some memory, waits, gets some
+		// more, must not outlast its deadline and fail as a database
+		// error instead of errBusy.
+		waitLeft = s.cfg.BudgetWait
 	)
 	fail := func(err error) (history, error) {
 		s.mem.release(charged)
@@ -196,7 +202,10 @@ func (h *histories) load(ctx context.Context, conv int64, after []int64) (histor
 				if cur != nil {
 					chunks = append(chunks, cur)
 				}
-				if err := s.mem.acquire(ctx, historyChunk, s.cfg.BudgetWait, cur == nil); err != nil {
+				start := time.Now()
+				err := s.mem.acquire(ctx, historyChunk, waitLeft, cur == nil)
+				waitLeft -= time.Since(start)
+				if err != nil {
 					return err
 				}
 				charged += historyChunk

@@ -144,6 +144,38 @@ func TestMemoryBudgetSpent(t *testing.T) {
 	r.connect(r.listener)
 }
 
+// A history load waits for memory MEMORY_WAIT in all, however many of its
+// chunks wait: one that gets a chunk each time some memory is freed, a
+// little before MEMORY_WAIT each time, is still told to try again (503)
+// once it has waited that long, not failed as a database error (500) by
+// the load's deadline (DB_TIMEOUT + MEMORY_WAIT).
+func TestHistoryMemoryWaitInAll(t *testing.T) {
+	t.Parallel()
+	const wait = 300 * time.Millisecond
+	r := newRig(t, func(c *Config) { c.MemoryBudget, c.BudgetWait, c.DBTimeout = 1<<20, wait, wait })
+	for i := 0; i < 8; i++ { // 8 chunks of history
+		r.store.SaveText(context.Background(), chat.Draft{ConversationID: r.conv.ID, Sender: r.talker,
+			Content: strings.Repeat("m", historyChunk), CreatedAt: time.Now()})
+	}
+	r.srv.mem.charge(r.srv.mem.limit - historyChunk) // all but the first chunk taken
+	stop := make(chan struct{})
+	freed := make(chan struct{})
+	go func() { // a chunk's worth freed a little before each wait would end
+		defer close(freed)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(wait * 4 / 5):
+				r.srv.mem.release(historyChunk + 8<<10) // and the connect's small frames
+			}
+		}
+	}()
+	r.refused(r.chatPath(), token(r.listener), nil, http.StatusServiceUnavailable)
+	close(stop)
+	<-freed
+}
+
 // Concurrent connects to one conversation share one history load, and a
 // load whose callers have all gone is cancelled.
 func TestHistoryShared(t *testing.T) {
