@@ -95,19 +95,13 @@ export SECRET_KEY=bench-secret-key
 CLK_TCK=$(getconf CLK_TCK)
 
 log() { printf 'bench: %s\n' "$*" >&2; }
-free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_port() { # port what
-	for _ in $(seq 600); do
-		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-		sleep 0.1
-	done
-	log "$2 did not listen on port $1"
-	return 1
-}
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
-
-pgbin=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)}
-as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+DB=bench
+cleanup_more() {
+	if [ "${KEEP_PG:-0}" != 1 ]; then rm -rf "$PGDATA" "$WORK/sidecar" "$WORK/chatload" "$WORK/connload"; fi
+}
 
 # Connections: 10,000 idle sockets need as many descriptors in the sidecar
 # and in connload.
@@ -115,26 +109,6 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((W5_CONNS + 1000)) ]; then
 	log "ulimit -n is $(ulimit -n): workload 5 may run out of file descriptors"
 fi
-
-PGPORT=$(free_port)
-RPORT=$(free_port)
-GO_PORT=$(free_port)
-ADMIN_PORT=$(free_port)
-PY_PORT=$(free_port)
-PGDATA=$WORK/pg
-ADMIN_URL=postgres://postgres@127.0.0.1:$PGPORT
-DB=bench
-
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	if [ -f "$PGDATA/postmaster.pid" ]; then
-		as_postgres "$pgbin/pg_ctl" -D "$PGDATA" -m immediate stop >/dev/null 2>&1 || true
-	fi
-	if [ "${KEEP_PG:-0}" != 1 ]; then rm -rf "$PGDATA" "$WORK/sidecar" "$WORK/chatload" "$WORK/connload"; fi
-}
-trap cleanup EXIT INT TERM
 
 # The shared server's durability settings, so that the ceiling is
 # comparable; PostgreSQL's defaults when it does not answer.
@@ -146,16 +120,13 @@ if ref=$(psql "$REF_DSN" -XAt -c "SELECT string_agg(name || '=' || setting, ' ')
 	for kv in $ref; do dur[${kv%%=*}]=${kv#*=}; done
 	dur_from="the shared server ($REF_DSN)"
 fi
-pgopts="-p $PGPORT -c listen_addresses=127.0.0.1 -c unix_socket_directories= -c max_connections=300"
+pgopts="-c max_connections=300"
 pgopts+=" -c wal_level=logical -c max_wal_senders=10 -c max_replication_slots=10"
 pgopts+=" -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.max=10000"
 pgopts+=" -c pg_stat_statements.track_planning=$PGSS_PLANNING"
 for k in "${durability[@]}"; do pgopts+=" -c $k=${dur[$k]}"; done
 
-mkdir -p "$PGDATA"
-[ "$(id -u)" = 0 ] && chown postgres: "$WORK" "$PGDATA"
-as_postgres "$pgbin/initdb" -D "$PGDATA" -U postgres -A trust -E UTF8 --locale=C >/dev/null
-as_postgres "$pgbin/pg_ctl" -D "$PGDATA" -l "$WORK/pg.log" -w -o "$pgopts" start >/dev/null
+start_postgres -- "$pgopts"
 POSTMASTER=$(head -1 "$PGDATA/postmaster.pid")
 LOAD_DB=$ADMIN_URL/$DB?sslmode=disable
 psql "$ADMIN_URL/postgres" -qX -v ON_ERROR_STOP=1 -c "CREATE DATABASE $DB"
@@ -171,10 +142,7 @@ psql "$LOAD_DB" -qX -v ON_ERROR_STOP=1 -c "CREATE ROLE sidecar LOGIN REPLICATION
 	{ log "the migrations did not create the publication sidecar_feed"; exit 1; }
 SIDECAR_DB=postgres://sidecar@127.0.0.1:$PGPORT/$DB?sslmode=disable
 
-redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no >"$WORK/redis.log" 2>&1 &
-REDIS_PID=$!
-pids+=("$REDIS_PID")
-wait_port "$RPORT" redis-server
+start_redis
 
 "$GO" build -o "$WORK/sidecar" .
 "$GO" build -o "$WORK/chatload" ./cmd/chatload

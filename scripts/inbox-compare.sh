@@ -45,46 +45,14 @@ export SECRET_KEY=inbox-compare-secret-key
 PREFIX=inboxcmp
 
 log() { printf 'inbox-compare: %s\n' "$*" >&2; }
-free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_port() { # port what
-	for _ in $(seq 300); do
-		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-		sleep 0.1
-	done
-	log "$2 did not listen on port $1"
-	return 1
-}
-
-pgbin=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)}
-as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-
-PGPORT=$(free_port)
-RPORT=$(free_port)
-GO_PORT=$(free_port)
-ADMIN_PORT=$(free_port)
-PY_PORT=$(free_port)
-PGDATA=$WORK/pg
-ADMIN_URL=postgres://postgres@127.0.0.1:$PGPORT
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 DB=chatload
-
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	if [ -f "$PGDATA/postmaster.pid" ]; then
-		as_postgres "$pgbin/pg_ctl" -D "$PGDATA" -m immediate stop >/dev/null 2>&1 || true
-	fi
-}
-trap cleanup EXIT INT TERM
 
 # The private PostgreSQL server: the shared server's durability settings
 # (fsync, synchronous_commit: the defaults), plus pg_stat_statements.
-mkdir -p "$PGDATA"
-[ "$(id -u)" = 0 ] && chown postgres: "$WORK" "$PGDATA"
-as_postgres "$pgbin/initdb" -D "$PGDATA" -U postgres -A trust -E UTF8 --locale=C --no-sync >/dev/null
-as_postgres "$pgbin/pg_ctl" -D "$PGDATA" -l "$WORK/pg.log" -w -o "-p $PGPORT -c listen_addresses=127.0.0.1 \
-	-c unix_socket_directories= -c max_connections=200 -c shared_preload_libraries=pg_stat_statements \
-	-c pg_stat_statements.max=10000" start >/dev/null
+start_postgres --no-sync -- -c max_connections=200 -c shared_preload_libraries=pg_stat_statements \
+	-c pg_stat_statements.max=10000
 psql "$ADMIN_URL/postgres" -qX -v ON_ERROR_STOP=1 \
 	-c "CREATE ROLE sidecar LOGIN SUPERUSER" -c "CREATE ROLE django LOGIN SUPERUSER" -c "CREATE DATABASE $DB"
 psql "$ADMIN_URL/$DB" -qX -v ON_ERROR_STOP=1 -c "CREATE EXTENSION pg_stat_statements"
@@ -95,9 +63,7 @@ LOAD_DB=$ADMIN_URL/$DB?sslmode=disable
 # the owner, and must not be counted as Daphne's statements.
 DATABASE_URL=$LOAD_DB "$PY" tests/django/manage.py migrate -v0
 
-redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no >"$WORK/redis.log" 2>&1 &
-pids+=($!)
-wait_port "$RPORT" redis-server
+start_redis
 
 "$GO" build -o "$WORK/sidecar" .
 "$GO" build -o "$WORK/chatload" ./cmd/chatload
