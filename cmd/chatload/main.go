@@ -165,15 +165,7 @@ func seed(db *sql.DB, n, inboxSize int) ([]*pair, error) {
 	run := randHex(4)
 	out := make([]*pair, n)
 	for i := range out {
-		l, err := fx.User(ctx, fixture.User{Email: fmt.Sprintf("load-%s-listener-%d@example.com", run, i), Type: "listener"})
-		if err != nil {
-			return nil, err
-		}
-		t, err := fx.User(ctx, fixture.User{Email: fmt.Sprintf("load-%s-talker-%d@example.com", run, i), Type: "talker"})
-		if err != nil {
-			return nil, err
-		}
-		c, err := fx.Conversation(ctx, fixture.Conversation{ListenerID: l, TalkerID: t, Status: "active"})
+		l, t, c, err := fx.Pair(ctx, fmt.Sprintf("load-%s-%d", run, i))
 		if err != nil {
 			return nil, err
 		}

@@ -85,15 +85,7 @@ func seed(db *sql.DB, secret string, n int) ([]target, error) {
 	run := strconv.FormatInt(time.Now().UnixNano(), 36)
 	var out []target
 	for i := 0; i < n; i++ {
-		l, err := fx.User(ctx, fixture.User{Email: fmt.Sprintf("conn-%s-l%d@example.com", run, i), Type: "listener"})
-		if err != nil {
-			return nil, err
-		}
-		t, err := fx.User(ctx, fixture.User{Email: fmt.Sprintf("conn-%s-t%d@example.com", run, i), Type: "talker"})
-		if err != nil {
-			return nil, err
-		}
-		c, err := fx.Conversation(ctx, fixture.Conversation{ListenerID: l, TalkerID: t, Status: "active"})
+		l, t, c, err := fx.Pair(ctx, fmt.Sprintf("conn-%s-%d", run, i))
 		if err != nil {
 			return nil, err
 		}

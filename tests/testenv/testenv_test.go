@@ -1,6 +1,7 @@
 package testenv_test
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -156,5 +157,30 @@ func TestStartDaphne(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("POST /api/token/ = %d %s, want 401", resp.StatusCode, body)
+	}
+}
+
+// fixture.Pair, what the load tools seed per conversation: two new users
+// of the right types and an active conversation between them.
+func TestFixturePair(t *testing.T) {
+	t.Parallel()
+	db := testenv.Postgres(t)
+	l, tk, conv, err := db.Fixture().Pair(context.Background(), "pair-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lid, tid int64
+	var status, lemail, ltype, temail, ttype string
+	if err := db.DB.QueryRow(`SELECT c.listener_id, c.talker_id, c.status, l.email, l.user_type, t.email, t.user_type
+		FROM chat_conversation c JOIN users_user l ON l.id = c.listener_id JOIN users_user t ON t.id = c.talker_id
+		WHERE c.id = $1`, conv).Scan(&lid, &tid, &status, &lemail, &ltype, &temail, &ttype); err != nil {
+		t.Fatal(err)
+	}
+	if lid != l || tid != tk || status != "active" || lemail != "pair-1-listener@example.com" || ltype != "listener" ||
+		temail != "pair-1-talker@example.com" || ttype != "talker" {
+		t.Errorf("Pair wrote (%d, %d, %s, %s %s, %s %s), returned (%d, %d)", lid, tid, status, lemail, ltype, temail, ttype, l, tk)
+	}
+	if _, _, _, err := db.Fixture().Pair(context.Background(), "pair-1"); err == nil {
+		t.Error("a second Pair with the same prefix: no error, want the email's unique constraint")
 	}
 }
