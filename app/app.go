@@ -271,7 +271,7 @@ func (a *App) openDatabase(ctx context.Context) error {
 	} else {
 		// lib/pq; the connection's time zone is UTC, as Django sets it
 		// when USE_TZ is on.
-		dsn, err := withTimeouts(cfg.DatabaseURL, cfg.DBTimeout)
+		dsn, err := withTimeouts(cfg.DatabaseURL, cfg.DBTimeout+cfg.MemoryWait, cfg.DBTimeout)
 		if err != nil {
 			return fmt.Errorf("DATABASE_URL: %w", err)
 		}
@@ -339,17 +339,19 @@ func (a *App) openLayer(ctx context.Context) error {
 // withTimeouts sets PostgreSQL's statement_timeout and lock_timeout on every
 // connection (lib/pq sends unknown URL parameters as run-time settings),
 // unless DATABASE_URL sets them itself: a statement or a lock wait never
-// outlives the call that waits for it.
-func withTimeouts(dsn string, d time.Duration) (string, error) {
+// outlives the call that waits for it. The longest call is a history
+// load, whose query stays open while it waits for memory (DB_TIMEOUT +
+// MEMORY_WAIT): a shorter statement_timeout cancels it during that wait,
+// and the cancel strikes once memory is freed and rows flow again.
+func withTimeouts(dsn string, statement, lock time.Duration) (string, error) {
 	u, err := url.Parse(dsn)
 	if err != nil {
 		return "", errors.New("not a URL")
 	}
 	q := u.Query()
-	ms := strconv.FormatInt(d.Milliseconds(), 10)
-	for _, k := range []string{"statement_timeout", "lock_timeout"} {
+	for k, d := range map[string]time.Duration{"statement_timeout": statement, "lock_timeout": lock} {
 		if q.Get(k) == "" {
-			q.Set(k, ms)
+			q.Set(k, strconv.FormatInt(d.Milliseconds(), 10))
 		}
 	}
 	u.RawQuery = q.Encode()

@@ -81,7 +81,7 @@ type Config struct {
 	PingInterval      time.Duration `envconfig:"PING_INTERVAL" default:"20s" desc:"how often idle connections are pinged"`
 	PingTimeout       time.Duration `envconfig:"PING_TIMEOUT" default:"30s" desc:"close a connection this long after a ping without a pong"`
 	WriteTimeout      time.Duration `envconfig:"WRITE_TIMEOUT" default:"10s" desc:"longest time one frame may take to write"`
-	DBTimeout         time.Duration `envconfig:"DB_TIMEOUT" default:"5s" desc:"longest time one database call may take (also PostgreSQL's statement_timeout and lock_timeout)"`
+	DBTimeout         time.Duration `envconfig:"DB_TIMEOUT" default:"5s" desc:"longest time one database call may take (also PostgreSQL's lock_timeout; statement_timeout is DB_TIMEOUT + MEMORY_WAIT)"`
 	RedisTimeout      time.Duration `envconfig:"REDIS_TIMEOUT" default:"3s" desc:"longest time one Redis command may take"`
 	DrainTimeout      time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"25s" desc:"on SIGTERM, how long to wait for in-flight work before closing anyway"`
 

@@ -256,3 +256,46 @@ func TestCloseAfterFrameInProgress(t *testing.T) {
 		t.Errorf("%d messages, want %d", n, messages)
 	}
 }
+
+// A history load that waits for memory keeps its query open; PostgreSQL's
+// statement_timeout must leave it the memory wait on top of DB_TIMEOUT, or
+// the query is cancelled while it waits and the load fails as a database
+// error (500) as soon as memory is freed. One client that does not read
+// holds a 40 MiB history of the 48 MiB budget; a second connect to the
+// conversation waits for memory, past DB_TIMEOUT, with most of the rows
+// still to be sent (more than the sockets' buffers hold), until the first
+// client goes away; it must then get its history.
+func TestMemoryWaitWithQueryOpen(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, testenv.Backends[0], "active", func(c *config.Config) {
+		c.MemoryLimit = 96 << 20 // a budget of 48 MiB
+		c.DBTimeout, c.MemoryWait = time.Second, 4*time.Second
+	})
+	const messages = 40
+	content := strings.Repeat("h", 1<<20)
+	for i := 0; i < messages; i++ {
+		if _, err := w.db.Fixture().Message(context.Background(), w.conv, w.talker, content, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	holder, resp, err := w.dial(w.chatPath(), w.tokens[w.talker].Access, nil) // never reads
+	if err != nil {
+		t.Fatalf("connect: %v (response %v)", err, status(resp))
+	}
+	waitFor(t, "the first history to be held", func() bool { return w.app.Connections() == 1 })
+	go func() {
+		time.Sleep(2 * time.Second) // past DB_TIMEOUT, within MEMORY_WAIT
+		holder.ws.Close()
+	}()
+	c, resp, err := w.dial(w.chatPath(), w.tokens[w.listener].Access, nil)
+	if err != nil {
+		t.Fatalf("a connect that waited for memory: %v %s, want its history once memory was freed", err, status(resp))
+	}
+	c.expectType("connection_established")
+	c.expectType("api_info")
+	_ = c.ws.SetReadDeadline(time.Now().Add(frameWait))
+	_, b, err := c.ws.ReadMessage()
+	if err != nil || strings.Count(string(b), content) != messages {
+		t.Errorf("history: %d bytes, %v; want the %d messages", len(b), err, messages)
+	}
+}

@@ -20,8 +20,9 @@ const (
 	// is frozen: the block check and the save (each within DB_TIMEOUT,
 	// milliseconds unless the machine is overloaded), the group send
 	// (REDIS_TIMEOUT), and slack for the scheduling of both processes.
-	// DB_TIMEOUT is also the sidecar's statement_timeout, which its
-	// start-up schema check on the shared server must not run into.
+	// DB_TIMEOUT (+ MEMORY_WAIT) is also the sidecar's statement_timeout,
+	// which its start-up schema check on the shared server must not run
+	// into.
 	redisBound = redisTimeout + 2*redisDBTimeout + time.Second
 	// redisFrozenFor is how long Redis stays frozen: longer than the
 	// bound, so a send made as Redis froze that waits for SIGCONT shows

@@ -845,7 +845,8 @@ func TestMemoryWaitOutlastsDBTimeout(t *testing.T) {
 		victimOutcome = "close 1013"
 	default:
 		victimOutcome = fmt.Sprintf("%.100s, %v", data, err)
-		t.Errorf("the member whose message's history did not fit got %s; want close 1013", victimOutcome)
+		t.Errorf("the member whose message's history did not fit got %s; want close 1013; the sidecar logged:\n%s",
+			victimOutcome, strings.Join(a.logLines("load history"), "\n"))
 	}
 	var saved int
 	if err := a.db.DB.QueryRow(`SELECT count(*) FROM chat_message WHERE conversation_id = $1 AND content = 'victim'`, victimConv).Scan(&saved); err != nil {
