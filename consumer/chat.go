@@ -179,9 +179,8 @@ func (s *Server) newMessages(run []delivery) {
 		if !anyParticipant(d.conns, conv) {
 			continue
 		}
-		update := pyjson.Object{{Key: "type", Value: "conversation_update"}, {Key: "conversation_id", Value: conv.ID}}
 		for _, uid := range []int64{conv.TalkerID, conv.ListenerID} {
-			s.sendLater("user_"+itoa(uid)+"_conversations", update)
+			s.sendUpdate("user_"+itoa(uid)+"_conversations", conv.ID)
 		}
 	}
 }

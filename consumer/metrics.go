@@ -22,6 +22,7 @@ type metrics struct {
 	rateLimited   prometheus.Counter
 	events        *prometheus.CounterVec
 	eventsDropped *prometheus.CounterVec
+	updateSends   *prometheus.CounterVec
 	eventLag      *prometheus.HistogramVec
 	historyBytes  prometheus.Counter
 	historyLoads  *prometheus.CounterVec
@@ -86,6 +87,9 @@ func newMetrics(reg prometheus.Registerer, mem *budget) *metrics {
 		historyLoads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sidecar_history_loads_total", Help: "Histories loaded, by outcome (ok: queried, cache: from the change feed's cache, cache_miss: the cache could not be exact, shared: a waiter served by another's load, error, busy).",
 		}, []string{"outcome"}),
+		updateSends: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sidecar_conversation_update_sends_total", Help: "conversation_update group sends, by outcome (sent, failed, coalesced: covered by one still waiting for the same group and conversation).",
+		}, []string{"outcome"}),
 		inbox: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sidecar_inbox_updates_total", Help: "Conversation-list work: computations, and updates merged into a computation already due.",
 		}, []string{"kind"}),
@@ -98,7 +102,7 @@ func newMetrics(reg prometheus.Registerer, mem *budget) *metrics {
 	}, func() float64 { return float64(mem.used.Load()) })
 	m.budgetLimit.Set(float64(mem.limit))
 	reg.MustRegister(m.open, m.connects, m.refusals, m.framesIn, m.framesOut, m.bytesOut, m.errorFrames,
-		m.saved, m.drops, m.closes, m.rateLimited, m.events, m.eventsDropped, m.eventLag, m.historyBytes,
+		m.saved, m.drops, m.closes, m.rateLimited, m.events, m.eventsDropped, m.updateSends, m.eventLag, m.historyBytes,
 		m.historyLoads, m.inbox, m.budgetUsed, m.budgetLimit)
 	return m
 }

@@ -49,6 +49,9 @@ type Server struct {
 
 	events     eventQueues // group events, in order per group
 	updates    chan groupSend
+	waiting    map[groupSend]bool // the updates in updates; under waitingMu
+	waitingMu  sync.Mutex
+	sendDrops  atomic.Int64  // updates dropped since the last report
 	inboxSlots chan struct{} // one per conversation list being computed
 
 	refusalLog *rate.Limiter // refusals logged per second
@@ -63,10 +66,11 @@ type userLimits struct {
 	files *rate.Limiter // bytes of files per second; nil: no limit
 }
 
-// groupSend is a group event sent off the event path (conversation_update).
+// groupSend is a conversation_update sent off the event path: to group,
+// for conversation conv.
 type groupSend struct {
 	group string
-	event pyjson.Object
+	conv  int64
 }
 
 // New returns a server; call Run to receive group events and ping
@@ -82,6 +86,7 @@ func New(cfg Config, store Store, verifier Verifier, media Media, layer Layer, l
 		conns:      map[string]*conn{},
 		users:      map[int64]*userLimits{},
 		updates:    make(chan groupSend, updateQueue),
+		waiting:    map[groupSend]bool{},
 		inboxSlots: make(chan struct{}, max(1, cfg.InboxConcurrency)),
 		refusalLog: rate.NewLimiter(refusalLogRate, refusalLogBurst),
 	}
@@ -441,17 +446,34 @@ func (s *Server) pingLoop(ctx context.Context) {
 		if n := s.suppressed.Swap(0); n > 0 {
 			s.log.Info("refusals not logged (too many)", "count", n)
 		}
+		if n := s.sendDrops.Swap(0); n > 1 {
+			s.log.Warn("conversation updates dropped: too many waiting", "count", n)
+		}
 	}
 }
 
-// sendLater sends a group event off the event path; when too many wait,
-// it is dropped and counted.
-func (s *Server) sendLater(group string, event pyjson.Object) {
+// sendUpdate queues conversation_update for conv to group, to be sent off
+// the event path. An update still waiting for the same group and
+// conversation covers this one, since its receivers read the conversation
+// when it arrives, after this write: under load the sends never fall
+// further behind than one per pair. When too many wait, it is dropped and
+// counted.
+func (s *Server) sendUpdate(group string, conv int64) {
+	u := groupSend{group, conv}
+	s.waitingMu.Lock()
+	defer s.waitingMu.Unlock()
+	if s.waiting[u] {
+		s.metrics.updateSends.WithLabelValues("coalesced").Inc()
+		return
+	}
 	select {
-	case s.updates <- groupSend{group, event}:
+	case s.updates <- u:
+		s.waiting[u] = true
 	default:
 		s.metrics.eventsDropped.WithLabelValues("update_queue_full").Inc()
-		s.log.Warn("group send dropped: too many waiting", "group", group)
+		if s.sendDrops.Add(1) == 1 {
+			s.log.Warn("conversation update dropped: too many waiting", "group", group)
+		}
 	}
 }
 
@@ -461,9 +483,18 @@ func (s *Server) sendUpdates(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case u := <-s.updates:
+			// No longer waiting: an update asked for from now on is for a
+			// write this send may come too early for, and goes out itself.
+			s.waitingMu.Lock()
+			delete(s.waiting, u)
+			s.waitingMu.Unlock()
+			event := pyjson.Object{{Key: "type", Value: "conversation_update"}, {Key: "conversation_id", Value: u.conv}}
 			lctx, cancel := context.WithTimeout(s.ctx, s.cfg.LayerTimeout)
-			if err := s.layer.GroupSend(lctx, u.group, u.event); err != nil {
+			if err := s.layer.GroupSend(lctx, u.group, event); err != nil {
+				s.metrics.updateSends.WithLabelValues("failed").Inc()
 				s.log.Error("group send", "group", u.group, "err", err)
+			} else {
+				s.metrics.updateSends.WithLabelValues("sent").Inc()
 			}
 			cancel()
 		}

@@ -234,8 +234,9 @@ func printDeltas(before, after stats, messages int) {
 		if receives > 0 {
 			receiveMean = time.Duration(d("sidecar_redis_seconds_sum", `op="receive"`) / receives * float64(time.Second))
 		}
-		fmt.Printf("sidecar list_computations=%.0f per_message=%.2f updates_received=%.0f merged=%.0f batches=%.0f events_dropped=%.0f redis_over_capacity=%.0f redis_receives=%.0f receive_mean=%s\n",
+		fmt.Printf("sidecar list_computations=%.0f per_message=%.2f updates_received=%.0f merged=%.0f batches=%.0f updates_sent=%.0f updates_coalesced=%.0f events_dropped=%.0f redis_over_capacity=%.0f redis_receives=%.0f receive_mean=%s\n",
 			computed, per(computed), updates, merged, updates-merged,
+			d("sidecar_conversation_update_sends_total", `outcome="sent"`), d("sidecar_conversation_update_sends_total", `outcome="coalesced"`),
 			d("sidecar_group_events_dropped_total"), d("sidecar_redis_over_capacity_total"),
 			receives, receiveMean.Round(time.Microsecond))
 		if after.prom.has("sidecar_history_cache_hits_total") {
