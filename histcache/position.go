@@ -58,11 +58,14 @@ func (p *positions) run(r *positionRead) {
 		ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
 		r.lsn, r.err = pgfeed.CurrentLSN(ctx, p.db)
 		cancel()
-		close(r.done)
+		// The state first, then the answer: a caller that has its answer
+		// finds the read over.
 		p.mu.Lock()
 		p.reads++
-		r, p.next = p.next, nil
-		p.running = r != nil
+		next := p.next
+		p.next, p.running = nil, next != nil
 		p.mu.Unlock()
+		close(r.done)
+		r = next
 	}
 }
