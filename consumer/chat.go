@@ -152,10 +152,8 @@ func (s *Server) newMessages(run []delivery) {
 		return
 	}
 	defer h.list.release()
-	head, _ := newMessageFrameParts(h.count, nil)
 	for _, d := range run {
-		_, tail := newMessageFrameParts(h.count, get(d.event, "message"))
-		f := wrap("new_message", head, h.list, tail)
+		f := wrap("new_message", newMessageHead, h.list, newMessageTail(h.count, get(d.event, "message")))
 		for _, c := range d.conns {
 			c.enqueue(f)
 		}

@@ -60,15 +60,3 @@ func (f *frame) release() {
 		f.inner.release()
 	}
 }
-
-// bytes returns the frame as one slice (for tests and small frames).
-func (f *frame) bytes() []byte {
-	if len(f.parts) == 1 {
-		return f.parts[0]
-	}
-	b := make([]byte, 0, f.size)
-	for _, p := range f.parts {
-		b = append(b, p...)
-	}
-	return b
-}

@@ -82,11 +82,14 @@ func historyFrameParts(count int) (head, tail []byte) {
 		[]byte(`, "count": ` + n + `, "message": "Loaded ` + n + ` previous message(s)"}`)
 }
 
-// newMessageFrameParts are what goes around the history list in
+// newMessageHead and newMessageTail go around the history list in
 // {"type": "new_message", "messages": [...], "count": N, "latest_message": <latest>}.
-func newMessageFrameParts(count int, latest pyjson.Value) (head, tail []byte) {
-	tail = append([]byte(`, "count": `+strconv.Itoa(count)+`, "latest_message": `), mustMarshal(latest)...)
-	return []byte(`{"type": "new_message", "messages": `), append(tail, '}')
+// The head is the same for every frame, which only read it.
+var newMessageHead = []byte(`{"type": "new_message", "messages": `)
+
+func newMessageTail(count int, latest pyjson.Value) []byte {
+	tail := append([]byte(`, "count": `+strconv.Itoa(count)+`, "latest_message": `), mustMarshal(latest)...)
+	return append(tail, '}')
 }
 
 // EncodeMessage returns the encoder of the message object of section 6,

@@ -19,16 +19,10 @@ var inboxPath = regexp.MustCompile(`^/ws/conversations/?$`)
 // (docs/PROTOCOL.md section 10).
 func (s *Server) inboxRoute() *route {
 	return &route{
-		name:  "conversations",
-		quiet: true,
-		match: func(path string) (string, bool) { return "", inboxPath.MatchString(path) },
-		admit: func(ctx context.Context, c *conn, userID int64, _ string) error {
-			if err := s.admitUser(ctx, c, userID); err != nil {
-				return err
-			}
-			c.group = "user_" + itoa(c.user.ID) + "_conversations"
-			return nil
-		},
+		name:          "conversations",
+		quiet:         true,
+		match:         func(path string) (string, bool) { return "", inboxPath.MatchString(path) },
+		admit:         s.admitToOwnGroup("conversations"),
 		connectFrames: s.inboxConnectFrames,
 		handle:        func(c *conn, typ int, data []byte) { c.ignore(typ, data) },
 		events:        s.inboxEvents,

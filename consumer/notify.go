@@ -16,16 +16,10 @@ var notifyPath = regexp.MustCompile(`^/ws/notifications/?$`)
 // the REST API's and the call service's events to the user.
 func (s *Server) notifyRoute() *route {
 	return &route{
-		name:  "notifications",
-		quiet: true,
-		match: func(path string) (string, bool) { return "", notifyPath.MatchString(path) },
-		admit: func(ctx context.Context, c *conn, userID int64, _ string) error {
-			if err := s.admitUser(ctx, c, userID); err != nil {
-				return err
-			}
-			c.group = "user_" + itoa(c.user.ID) + "_notifications"
-			return nil
-		},
+		name:          "notifications",
+		quiet:         true,
+		match:         func(path string) (string, bool) { return "", notifyPath.MatchString(path) },
+		admit:         s.admitToOwnGroup("notifications"),
 		connectFrames: s.notifyConnectFrames,
 		handle:        func(c *conn, typ int, data []byte) { c.ignore(typ, data) },
 		events:        s.notifyEvents,

@@ -241,6 +241,18 @@ func (s *Server) admitUser(ctx context.Context, c *conn, userID int64) error {
 	return s.checkUser(c, user, err)
 }
 
+// admitToOwnGroup admits the token's user to its own group,
+// user_<id>_<suffix> (the conversation list, notifications).
+func (s *Server) admitToOwnGroup(suffix string) func(ctx context.Context, c *conn, userID int64, _ string) error {
+	return func(ctx context.Context, c *conn, userID int64, _ string) error {
+		if err := s.admitUser(ctx, c, userID); err != nil {
+			return err
+		}
+		c.group = "user_" + itoa(c.user.ID) + "_" + suffix
+		return nil
+	}
+}
+
 // checkUser refuses a user that could not be loaded or is inactive, and
 // else sets it as c's.
 func (s *Server) checkUser(c *conn, user chat.User, err error) error {
