@@ -417,3 +417,29 @@ func TestReadmeListsEveryMetric(t *testing.T) {
 		t.Fatalf("found only %d metric declarations; the pattern is stale", found)
 	}
 }
+
+// TestCIRunsReadmeTestCommand checks that .ci/run runs the test command
+// README's Contributing section gives, so the two cannot drift apart.
+func TestCIRunsReadmeTestCommand(t *testing.T) {
+	root := repoRoot(t)
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, contributing, ok := strings.Cut(string(readme), "\n## Contributing\n")
+	if !ok {
+		t.Fatal("README.md has no Contributing section")
+	}
+	m := regexp.MustCompile("(?s)```sh\n([^\n]+)\n```").FindStringSubmatch(contributing)
+	if m == nil {
+		t.Fatal("README.md's Contributing section shows no test command")
+	}
+	command := strings.TrimSpace(m[1])
+	ci, err := os.ReadFile(filepath.Join(root, ".ci", "run"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^(exec )?` + regexp.QuoteMeta(command) + `\b`).Match(ci) {
+		t.Errorf(".ci/run does not run README's test command %q:\n%s", command, ci)
+	}
+}
