@@ -71,10 +71,35 @@ type Config struct {
 // the database instead.
 var ErrNotExact = errors.New("histcache: feed down or behind")
 
+// tables and columns are the names the changes carry, worked out once
+// from Names: the feed applies every change of the chat tables.
+type tables struct{ message, attachment, user string }
+
+type columns struct {
+	msg struct{ id, conversation, sender, content, messageType, isRead, createdAt string }
+	att struct{ id, message, file, filename, fileSize, fileType string }
+	usr struct{ id, email, fullName, userType string }
+}
+
+func resolve(n Names) (tables, columns) {
+	t := tables{message: n.Table("message"), attachment: n.Table("attachment"), user: n.Table("user")}
+	var c columns
+	m := func(col string) string { return n.Column("message", col) }
+	c.msg.id, c.msg.conversation, c.msg.sender, c.msg.content = m("id"), m("conversation_id"), m("sender_id"), m("content")
+	c.msg.messageType, c.msg.isRead, c.msg.createdAt = m("message_type"), m("is_read"), m("created_at")
+	a := func(col string) string { return n.Column("attachment", col) }
+	c.att.id, c.att.message, c.att.file = a("id"), a("message_id"), a("file")
+	c.att.filename, c.att.fileSize, c.att.fileType = a("filename"), a("file_size"), a("file_type")
+	u := func(col string) string { return n.Column("user", col) }
+	c.usr.id, c.usr.email, c.usr.fullName, c.usr.userType = u("id"), u("email"), u("full_name"), u("user_type")
+	return t, c
+}
+
 // Cache is the histories in memory. It is a pgfeed.Handler.
 type Cache struct {
 	cfg    Config
-	names  Names
+	tables tables
+	cols   columns
 	pos    positions
 	feed   Feed
 	loader Loader
@@ -97,7 +122,7 @@ type Cache struct {
 
 // Stats count what the cache did, for metrics.
 type Stats struct {
-	Hits, Loads, NotExact, Evictions, Resets uint64
+	Hits, Loads, NotExact, Evictions uint64
 }
 
 type ringEntry struct {
@@ -119,7 +144,6 @@ type conv struct {
 	// written in front of it: nothing handed out is ever written again.
 	buf     []byte
 	body    []byte // nil: rebuild
-	listLen int64  // bytes counted for buf
 	bytes   int64
 	lruElem *list.Element
 	loadErr error
@@ -137,8 +161,9 @@ type user struct {
 
 // New returns an empty cache; run the feed with it as the handler.
 func New(cfg Config, names Names, db *sql.DB, feed Feed, loader Loader) *Cache {
-	c := &Cache{cfg: cfg, names: names, feed: feed, loader: loader, ring: make([]ringEntry, ringSize),
+	c := &Cache{cfg: cfg, feed: feed, loader: loader, ring: make([]ringEntry, ringSize),
 		applied: make(chan struct{}), pos: positions{db: db, timeout: cfg.QueryTimeout}}
+	c.tables, c.cols = resolve(names)
 	c.clear()
 	return c
 }
@@ -335,7 +360,7 @@ func (c *Cache) load(ctx context.Context, cv *conv, gen uint64) ([]byte, int, er
 		if e.seq != s {
 			return fail(ErrNotExact) // not kept: cannot replay
 		}
-		if !c.replayLocked(cv, e.ch) {
+		if !c.changeLocked(e.ch, cv) {
 			return fail(ErrNotExact)
 		}
 	}
@@ -351,7 +376,6 @@ func (c *Cache) load(ctx context.Context, cv *conv, gen uint64) ([]byte, int, er
 func (c *Cache) Reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.stats.Resets++
 	c.clearLocked()
 }
 
@@ -385,36 +409,25 @@ func (c *Cache) Apply(tx *pgfeed.Tx) {
 		if c.loads > 0 {
 			c.ring[c.seq%ringSize] = ringEntry{seq: c.seq, ch: ch}
 		}
-		c.applyLocked(ch)
+		c.changeLocked(ch, nil)
 	}
 	c.evictLocked()
 }
 
 func (c *Cache) ours(table string) bool {
-	return table == c.names.Table("message") || table == c.names.Table("attachment") || table == c.names.Table("user")
+	return table == c.tables.message || table == c.tables.attachment || table == c.tables.user
 }
 
-// applyLocked applies a change to the cached conversations it concerns.
-func (c *Cache) applyLocked(ch *pgfeed.Change) {
+// changeLocked applies a change to the cached conversations it concerns,
+// or, with only set, to only: a change made while only loaded, replayed.
+// false means only cannot be made exact from what the cache has.
+func (c *Cache) changeLocked(ch *pgfeed.Change, only *conv) bool {
 	switch ch.Rel.Table {
-	case c.names.Table("message"):
-		c.messageChange(ch, nil)
-	case c.names.Table("attachment"):
-		c.attachmentChange(ch, nil)
-	case c.names.Table("user"):
-		c.userChange(ch)
-	}
-}
-
-// replayLocked applies a change made while cv loaded, to cv only; false
-// means cv cannot be made exact from what the cache has.
-func (c *Cache) replayLocked(cv *conv, ch *pgfeed.Change) bool {
-	switch ch.Rel.Table {
-	case c.names.Table("message"):
-		return c.messageChange(ch, cv)
-	case c.names.Table("attachment"):
-		return c.attachmentChange(ch, cv)
-	case c.names.Table("user"):
+	case c.tables.message:
+		return c.messageChange(ch, only)
+	case c.tables.attachment:
+		return c.attachmentChange(ch, only)
+	case c.tables.user:
 		c.userChange(ch)
 	}
 	return true
@@ -425,9 +438,9 @@ func (c *Cache) replayLocked(cv *conv, ch *pgfeed.Change) bool {
 // cannot keep exact is dropped, to be loaded again (false when that is the
 // conversation being loaded).
 func (c *Cache) messageChange(ch *pgfeed.Change, only *conv) bool {
-	col := func(name string) string { return c.names.Column("message", name) }
+	col := &c.cols.msg
 	if ch.Op == pgfeed.Delete {
-		id, ok := intValue(ch.Old, col("id"))
+		id, ok := intValue(ch.Old, col.id)
 		if !ok {
 			return c.invalidate(only, c.msgConv[id])
 		}
@@ -436,8 +449,8 @@ func (c *Cache) messageChange(ch *pgfeed.Change, only *conv) bool {
 		}
 		return true
 	}
-	id, ok := intValue(ch.New, col("id"))
-	convID, ok2 := intValue(ch.New, col("conversation_id"))
+	id, ok := intValue(ch.New, col.id)
+	convID, ok2 := intValue(ch.New, col.conversation)
 	if !ok || !ok2 {
 		return c.invalidate(only, c.msgConv[id])
 	}
@@ -471,21 +484,21 @@ func (c *Cache) messageChange(ch *pgfeed.Change, only *conv) bool {
 // messageRow reads a message row; an unchanged (TOASTed) value keeps
 // prev's.
 func (c *Cache) messageRow(row map[string]pgfeed.Value, prev *msg) (chat.Message, bool) {
-	col := func(name string) string { return c.names.Column("message", name) }
+	col := &c.cols.msg
 	var m chat.Message
 	var ok [6]bool
-	m.ID, ok[0] = intValue(row, col("id"))
-	m.ConversationID, ok[1] = intValue(row, col("conversation_id"))
-	m.Sender.ID, ok[2] = intValue(row, col("sender_id"))
-	m.MessageType, ok[3] = textValue(row, col("message_type"))
-	m.IsRead, ok[4] = boolValue(row, col("is_read"))
-	m.CreatedAt, ok[5] = timeValue(row, col("created_at"))
+	m.ID, ok[0] = intValue(row, col.id)
+	m.ConversationID, ok[1] = intValue(row, col.conversation)
+	m.Sender.ID, ok[2] = intValue(row, col.sender)
+	m.MessageType, ok[3] = textValue(row, col.messageType)
+	m.IsRead, ok[4] = boolValue(row, col.isRead)
+	m.CreatedAt, ok[5] = timeValue(row, col.createdAt)
 	for _, o := range ok {
 		if !o {
 			return m, false
 		}
 	}
-	content, has := row[col("content")]
+	content, has := row[col.content]
 	switch {
 	case has && content.Kind == pgfeed.Text:
 		m.Content = content.Text
@@ -500,9 +513,9 @@ func (c *Cache) messageRow(row map[string]pgfeed.Value, prev *msg) (chat.Message
 // attachmentChange applies a change of the attachment table, as
 // messageChange does.
 func (c *Cache) attachmentChange(ch *pgfeed.Change, only *conv) bool {
-	col := func(name string) string { return c.names.Column("attachment", name) }
+	col := &c.cols.att
 	if ch.Op == pgfeed.Delete {
-		id, ok := intValue(ch.Old, col("id"))
+		id, ok := intValue(ch.Old, col.id)
 		if !ok {
 			return c.invalidate(only, c.msgConv[c.attMsg[id]])
 		}
@@ -520,12 +533,12 @@ func (c *Cache) attachmentChange(ch *pgfeed.Change, only *conv) bool {
 	var a chat.Attachment
 	var msgID int64
 	var ok [6]bool
-	a.ID, ok[0] = intValue(ch.New, col("id"))
-	msgID, ok[1] = intValue(ch.New, col("message_id"))
-	a.File, ok[2] = textValue(ch.New, col("file"))
-	a.Filename, ok[3] = textValue(ch.New, col("filename"))
-	a.FileSize, ok[4] = intValue(ch.New, col("file_size"))
-	a.FileType, ok[5] = textValue(ch.New, col("file_type"))
+	a.ID, ok[0] = intValue(ch.New, col.id)
+	msgID, ok[1] = intValue(ch.New, col.message)
+	a.File, ok[2] = textValue(ch.New, col.file)
+	a.Filename, ok[3] = textValue(ch.New, col.filename)
+	a.FileSize, ok[4] = intValue(ch.New, col.fileSize)
+	a.FileType, ok[5] = textValue(ch.New, col.fileType)
 	if old, had := c.attMsg[a.ID]; had && old != msgID {
 		if !c.invalidate(only, c.msgConv[old]) {
 			return false
@@ -551,12 +564,12 @@ func (c *Cache) attachmentChange(ch *pgfeed.Change, only *conv) bool {
 // userChange applies a change of the user table to the cached senders;
 // the messages they sent are encoded again.
 func (c *Cache) userChange(ch *pgfeed.Change) {
-	col := func(name string) string { return c.names.Column("user", name) }
+	col := &c.cols.usr
 	row := ch.New
 	if ch.Op == pgfeed.Delete {
 		row = ch.Old
 	}
-	id, ok := intValue(row, col("id"))
+	id, ok := intValue(row, col.id)
 	u := c.users[id]
 	if !ok || u == nil {
 		return
@@ -564,16 +577,23 @@ func (c *Cache) userChange(ch *pgfeed.Change) {
 	if ch.Op == pgfeed.Delete {
 		return // its messages go with it (CASCADE), one delete each
 	}
-	var ok3 [3]bool
-	u.Email, ok3[0] = textValue(row, col("email"))
-	u.FullName, ok3[1] = textValue(row, col("full_name"))
-	u.UserType, ok3[2] = textValue(row, col("user_type"))
+	email, ok1 := textValue(row, col.email)
+	fullName, ok2 := textValue(row, col.fullName)
+	userType, ok3 := textValue(row, col.userType)
+	if !ok1 || !ok2 || !ok3 {
+		for _, cv := range c.convs {
+			if cv.loading == nil {
+				c.invalidate(nil, cv.id)
+			}
+		}
+		return
+	}
+	if email == u.Email && fullName == u.FullName && userType == u.UserType {
+		return // nothing a message shows changed (a login, a password)
+	}
+	u.Email, u.FullName, u.UserType = email, fullName, userType
 	for _, cv := range c.convs {
 		if cv.loading != nil {
-			continue
-		}
-		if !ok3[0] || !ok3[1] || !ok3[2] {
-			c.invalidate(nil, cv.id)
 			continue
 		}
 		for _, m := range cv.msgs {
@@ -653,15 +673,7 @@ func (c *Cache) putLocked(cv *conv, m chat.Message) {
 	if u := c.users[m.Sender.ID]; u != nil {
 		u.refs++ // before the old version lets go of the same sender
 	}
-	replaced := false
-	if i := cv.index(m.ID, c); i >= 0 {
-		old := cv.msgs[i]
-		c.forgetMsgLocked(old)
-		cv.bytes -= msgCost(old)
-		c.bytes -= msgCost(old)
-		cv.msgs = append(cv.msgs[:i], cv.msgs[i+1:]...)
-		replaced = true
-	}
+	replaced := c.removeLocked(cv, m.ID)
 	nm := &msg{m: m}
 	i := sort.Search(len(cv.msgs), func(i int) bool { return before(m, cv.msgs[i].m) })
 	cv.msgs = append(cv.msgs, nil)
@@ -700,15 +712,19 @@ func (c *Cache) prependLocked(cv *conv, m *msg) bool {
 	return true
 }
 
-func (c *Cache) removeLocked(cv *conv, id int64) {
-	if i := cv.index(id, c); i >= 0 {
-		old := cv.msgs[i]
-		c.forgetMsgLocked(old)
-		cv.bytes -= msgCost(old)
-		c.bytes -= msgCost(old)
-		cv.msgs = append(cv.msgs[:i], cv.msgs[i+1:]...)
-		cv.body = nil
+// removeLocked removes message id from cv, and reports whether it was there.
+func (c *Cache) removeLocked(cv *conv, id int64) bool {
+	i := cv.index(id, c)
+	if i < 0 {
+		return false
 	}
+	old := cv.msgs[i]
+	c.forgetMsgLocked(old)
+	cv.bytes -= msgCost(old)
+	c.bytes -= msgCost(old)
+	cv.msgs = append(cv.msgs[:i], cv.msgs[i+1:]...)
+	cv.body = nil
+	return true
 }
 
 // before is the history's order, oldest first: created_at, then id.
@@ -746,9 +762,10 @@ func (c *Cache) encodedLocked(cv *conv) ([]byte, int, error) {
 		}
 	}
 	buf = append(buf, ']')
-	c.bytes += int64(cap(buf)) - cv.listLen
-	cv.bytes += int64(cap(buf)) - cv.listLen
-	cv.buf, cv.body, cv.listLen = buf, buf[headroom:], int64(cap(buf))
+	grown := int64(cap(buf) - cap(cv.buf))
+	c.bytes += grown
+	cv.bytes += grown
+	cv.buf, cv.body = buf, buf[headroom:]
 	return cv.body, len(cv.msgs), nil
 }
 

@@ -346,7 +346,7 @@ func (f *Feed) startStream(ctx context.Context, conn *pgconn.PgConn) (slot strin
 		return "", 0, fmt.Errorf("create replication slot: %w", err)
 	}
 	// publication_names is a list of identifiers inside a string literal.
-	pub := `"` + strings.ReplaceAll(f.cfg.Publication, `"`, `""`) + `"`
+	pub := quoteIdent(f.cfg.Publication)
 	args := []string{"proto_version '1'", "publication_names '" + strings.ReplaceAll(pub, "'", "''") + "'"}
 	err = pglogrepl.StartReplication(ctx, conn, slot, pglogrepl.LSN(start), pglogrepl.StartReplicationOptions{PluginArgs: args})
 	if err != nil {
