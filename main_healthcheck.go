@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"reflect"
 	"time"
 
 	"github.com/chatsidecar/sidecar/config"
@@ -58,8 +57,7 @@ func runHealthcheck(args []string, stderr io.Writer) int {
 // reached on the loopback address of its family.
 func healthzURL(listenAddr string) (string, error) {
 	if listenAddr == "" {
-		f, _ := reflect.TypeOf(config.Config{}).FieldByName("ListenAddr")
-		listenAddr = f.Tag.Get("default")
+		listenAddr = config.Default().ListenAddr
 	}
 	host, port, err := net.SplitHostPort(listenAddr)
 	if err != nil {

@@ -135,7 +135,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options)
 
 	mux := http.NewServeMux()
 	mux.Handle("/ws/", a.srv) // ws/chat/<id>/, ws/conversations/, ws/notifications/; the rest is 404
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/healthz", healthz)
 	mux.HandleFunc("/readyz", a.ready)
 	if opts.Routes != nil {
 		opts.Routes(mux)
@@ -149,10 +149,6 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options)
 	}
 	return a, nil
 }
-
-// Handler is the public listener's handler: WebSocket routes, health
-// endpoints and what Options.Routes added.
-func (a *App) Handler() http.Handler { return a.handler }
 
 // GroupSend sends event to group on the application's channel layer, the
 // one its consumers listen on, as a Python producer (the REST API) does.
@@ -368,6 +364,9 @@ type adminServer struct {
 func (s *adminServer) Serve() error { return s.srv.Serve(s.ln) }
 func (s *adminServer) Close()       { _ = s.srv.Close() }
 
+// healthz answers that the process is up (/healthz on both listeners).
+func healthz(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") }
+
 // listenAdmin opens ADMIN_ADDR: /metrics, /debug/pprof/, and /healthz and
 // /readyz as on the public listener.
 func (a *App) listenAdmin() (*adminServer, error) {
@@ -378,7 +377,7 @@ func (a *App) listenAdmin() (*adminServer, error) {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/healthz", healthz)
 	mux.HandleFunc("/readyz", a.ready)
 	ln, err := net.Listen("tcp", a.cfg.AdminAddr)
 	if err != nil {

@@ -146,7 +146,7 @@ func (s *Seconds) Decode(v string) error {
 // Load reads the configuration from the environment and checks it. The
 // error is one line naming the variable.
 func Load() (Config, error) {
-	c, err := load("")
+	c, err := load()
 	if err != nil {
 		return c, err
 	}
@@ -208,9 +208,9 @@ func decode(f reflect.Value, s string) error {
 	return nil
 }
 
-func load(prefix string) (Config, error) {
+func load() (Config, error) {
 	var c Config
-	if err := envconfig.Process(prefix, &c); err != nil {
+	if err := envconfig.Process("", &c); err != nil {
 		var pe *envconfig.ParseError
 		if errors.As(err, &pe) {
 			return c, fmt.Errorf("%s: invalid value %q: %v", pe.KeyName, pe.Value, pe.Err)

@@ -195,14 +195,14 @@ func (d *DB) saveFileTx(ctx context.Context, m chat.Draft, f chat.FileDraft, fil
 	}
 	var written string
 	defer func() {
-		if err == nil || written == "" {
-			if err != nil {
-				_ = tx.Rollback()
-			}
+		if err == nil {
 			return
 		}
 		// Roll back first, so no row points at the file once it is gone.
 		_ = tx.Rollback()
+		if written == "" {
+			return
+		}
 		if rmErr := files.Remove(written); rmErr != nil {
 			err = errors.Join(err, fmt.Errorf("remove file %s: %w", written, rmErr))
 		}

@@ -2,6 +2,7 @@ package djangodb_test
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -76,7 +77,7 @@ func TestInbox(t *testing.T) {
 		if be.Name == "postgres" {
 			want = []int64{noMsgs, newer, tie, older}
 		}
-		if !equalIDs(order, want) {
+		if !slices.Equal(order, want) {
 			t.Fatalf("order %v, want %v", order, want)
 		}
 		byID := map[int64]chat.InboxItem{}
@@ -107,16 +108,4 @@ func TestInbox(t *testing.T) {
 			t.Errorf("Inbox of a user without conversations = %v, %v", empty, err)
 		}
 	})
-}
-
-func equalIDs(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

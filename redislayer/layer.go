@@ -64,9 +64,6 @@ const (
 )
 
 var (
-	// ErrChannelFull is returned by Send when the channel's queue holds
-	// Capacity messages, as channels_redis raises ChannelFull.
-	ErrChannelFull = errors.New("channel layer: channel full")
 	// ErrClosed is returned by calls on a closed layer.
 	ErrClosed = errors.New("channel layer: closed")
 	// ErrInvalidName is returned for group or channel names Channels rejects.
@@ -154,8 +151,6 @@ type Layer struct {
 	queueName  string // "specific.<client prefix>!", the prefix uuid4 hex, new for every layer
 	queueKey   string // prefix + queueName
 	queueShard int
-
-	sendNext atomic.Uint64 // round robin over hosts for plain channels
 
 	mu     sync.Mutex
 	groups map[string]map[string]struct{} // memberships of local channels

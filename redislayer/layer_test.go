@@ -285,7 +285,7 @@ func TestCapacity(t *testing.T) {
 	if r := py.do(map[string]any{"op": "send", "channel": c, "event": map[string]any{"type": "m"}}); r.Error != "ChannelFull" {
 		t.Errorf("Python send to a full queue: %+v", r)
 	}
-	if err := g.Send(ctx, c, pyjson.Object{{Key: "type", Value: "m"}}); !errors.Is(err, ErrChannelFull) {
+	if err := g.Send(ctx, c, pyjson.Object{{Key: "type", Value: "m"}}); !errors.Is(err, errChannelFull) {
 		t.Errorf("Go Send to a full queue = %v", err)
 	}
 	// Go's group send to a full queue: counted, no error.
