@@ -26,6 +26,19 @@ func (u User) DisplayName() string {
 	return u.FullName
 }
 
+// ISOFormat is Python's datetime.isoformat() of an aware UTC datetime, as
+// Django's rows print their times: microseconds only when non-zero.
+func ISOFormat(t time.Time) string { return string(AppendISOFormat(nil, t)) }
+
+// AppendISOFormat appends ISOFormat(t) to dst.
+func AppendISOFormat(dst []byte, t time.Time) []byte {
+	t = t.UTC()
+	if t.Nanosecond()/1000 == 0 {
+		return t.AppendFormat(dst, "2006-01-02T15:04:05+00:00")
+	}
+	return t.AppendFormat(dst, "2006-01-02T15:04:05.000000+00:00")
+}
+
 // Conversation is a row of the conversation table.
 type Conversation struct {
 	ID         int64

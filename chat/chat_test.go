@@ -3,6 +3,7 @@ package chat
 import (
 	"errors"
 	"testing"
+	"time"
 )
 
 func TestCanSend(t *testing.T) {
@@ -39,5 +40,22 @@ func TestDisplayNameAndParticipants(t *testing.T) {
 	c := Conversation{ListenerID: 1, TalkerID: 2}
 	if !c.HasParticipant(1) || !c.HasParticipant(2) || c.HasParticipant(3) {
 		t.Error("HasParticipant")
+	}
+}
+
+func TestISOFormat(t *testing.T) {
+	for _, tc := range []struct {
+		t    time.Time
+		want string
+	}{
+		{time.Date(2026, 1, 14, 10, 0, 0, 0, time.UTC), "2026-01-14T10:00:00+00:00"},
+		{time.Date(2026, 1, 14, 10, 0, 0, 123456000, time.UTC), "2026-01-14T10:00:00.123456+00:00"},
+		{time.Date(2026, 1, 14, 10, 0, 0, 120000000, time.UTC), "2026-01-14T10:00:00.120000+00:00"},
+		{time.Date(2026, 1, 14, 10, 0, 0, 999, time.UTC), "2026-01-14T10:00:00+00:00"},
+		{time.Date(2026, 1, 14, 11, 0, 0, 1000, time.FixedZone("x", 3600)), "2026-01-14T10:00:00.000001+00:00"},
+	} {
+		if got := ISOFormat(tc.t); got != tc.want {
+			t.Errorf("ISOFormat(%v) = %s, want %s", tc.t, got, tc.want)
+		}
 	}
 }

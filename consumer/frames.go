@@ -2,7 +2,6 @@ package consumer
 
 import (
 	"strconv"
-	"time"
 
 	"github.com/chatsidecar/sidecar/chat"
 	"github.com/chatsidecar/sidecar/pyjson"
@@ -120,7 +119,7 @@ func appendMessage(dst []byte, m chat.Message, media Media) []byte {
 	dst = append(dst, `, "message_type": `...)
 	dst = pyjson.AppendString(dst, m.MessageType)
 	dst = append(dst, `, "created_at": "`...)
-	dst = appendISOFormat(dst, m.CreatedAt)
+	dst = chat.AppendISOFormat(dst, m.CreatedAt)
 	dst = append(dst, `", "is_read": `...)
 	dst = strconv.AppendBool(dst, m.IsRead)
 	dst = append(dst, `, "file_attachment": `...)
@@ -164,22 +163,10 @@ func messageObject(m chat.Message, media Media) pyjson.Object {
 		}},
 		{Key: "content", Value: m.Content},
 		{Key: "message_type", Value: m.MessageType},
-		{Key: "created_at", Value: isoformat(m.CreatedAt)},
+		{Key: "created_at", Value: chat.ISOFormat(m.CreatedAt)},
 		{Key: "is_read", Value: m.IsRead},
 		{Key: "file_attachment", Value: att},
 	}
-}
-
-// isoformat is Python's datetime.isoformat() of an aware UTC datetime:
-// microseconds only when non-zero.
-func isoformat(t time.Time) string { return string(appendISOFormat(nil, t)) }
-
-func appendISOFormat(dst []byte, t time.Time) []byte {
-	t = t.UTC()
-	if t.Nanosecond()/1000 == 0 {
-		return t.AppendFormat(dst, "2006-01-02T15:04:05+00:00")
-	}
-	return t.AppendFormat(dst, "2006-01-02T15:04:05.000000+00:00")
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }

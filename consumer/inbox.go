@@ -156,9 +156,9 @@ func inboxList(items []chat.InboxItem, user int64) pyjson.List {
 			{Key: "initial_message", Value: it.InitialMessage},
 			{Key: "last_message_preview", Value: it.Preview},
 			{Key: "last_message_sender_id", Value: sender},
-			{Key: "last_message_at", Value: isoformat(last)},
+			{Key: "last_message_at", Value: chat.ISOFormat(last)},
 			{Key: "total_messages", Value: it.TotalMessages},
-			{Key: "created_at", Value: isoformat(it.CreatedAt)},
+			{Key: "created_at", Value: chat.ISOFormat(it.CreatedAt)},
 		}
 	}
 	return list

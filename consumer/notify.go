@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strconv"
 
+	"github.com/chatsidecar/sidecar/chat"
 	"github.com/chatsidecar/sidecar/pyjson"
 )
 
@@ -54,7 +55,7 @@ func (s *Server) notifyConnectFrames(ctx context.Context, c *conn) ([]*frame, er
 			{Key: "talker_email", Value: p.Talker.Email},
 			{Key: "talker_name", Value: p.Talker.DisplayName()},
 			{Key: "initial_message", Value: p.InitialMessage},
-			{Key: "created_at", Value: isoformat(p.CreatedAt)},
+			{Key: "created_at", Value: chat.ISOFormat(p.CreatedAt)},
 		}
 	}
 	n := strconv.Itoa(len(pending))

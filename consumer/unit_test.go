@@ -89,23 +89,6 @@ func TestChatPath(t *testing.T) {
 	}
 }
 
-func TestIsoformat(t *testing.T) {
-	for _, tc := range []struct {
-		t    time.Time
-		want string
-	}{
-		{time.Date(2026, 1, 14, 10, 0, 0, 0, time.UTC), "2026-01-14T10:00:00+00:00"},
-		{time.Date(2026, 1, 14, 10, 0, 0, 123456000, time.UTC), "2026-01-14T10:00:00.123456+00:00"},
-		{time.Date(2026, 1, 14, 10, 0, 0, 120000000, time.UTC), "2026-01-14T10:00:00.120000+00:00"},
-		{time.Date(2026, 1, 14, 10, 0, 0, 999, time.UTC), "2026-01-14T10:00:00+00:00"},
-		{time.Date(2026, 1, 14, 11, 0, 0, 1000, time.FixedZone("x", 3600)), "2026-01-14T10:00:00.000001+00:00"},
-	} {
-		if got := isoformat(tc.t); got != tc.want {
-			t.Errorf("isoformat(%v) = %s, want %s", tc.t, got, tc.want)
-		}
-	}
-}
-
 func TestSameID(t *testing.T) {
 	big5, _ := new(big.Int).SetString("5", 10)
 	huge, _ := new(big.Int).SetString("99999999999999999999", 10)

@@ -16,9 +16,9 @@ import (
 	"path"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/chatsidecar/sidecar/app"
+	"github.com/chatsidecar/sidecar/chat"
 	"github.com/chatsidecar/sidecar/config"
 	"github.com/chatsidecar/sidecar/consumer"
 	"github.com/chatsidecar/sidecar/djangodb"
@@ -268,9 +268,9 @@ func (h *handlers) request(w http.ResponseWriter, r *http.Request) {
 			{Key: "conversation_id", Value: req.ID},
 			{Key: "talker_id", Value: talker.ID},
 			{Key: "talker_email", Value: talker.Email},
-			{Key: "talker_name", Value: displayName(talker)},
+			{Key: "talker_name", Value: chat.User{Email: talker.Email, FullName: talker.Name}.DisplayName()},
 			{Key: "initial_message", Value: body.InitialMessage},
-			{Key: "created_at", Value: isoformat(req.CreatedAt)},
+			{Key: "created_at", Value: chat.ISOFormat(req.CreatedAt)},
 		})
 		if err != nil {
 			h.fail(w, err)
@@ -328,14 +328,14 @@ func (h *handlers) answer(verb string) http.HandlerFunc {
 			h.fail(w, err)
 			return
 		}
-		at := isoformat(done.At)
+		at := chat.ISOFormat(done.At)
 		// chat/views.py _answer's event: its keys, then type and the time
 		// (event.update), in that order.
 		err = h.events.GroupSend(r.Context(), "user_"+itoa(done.TalkerID)+"_notifications", pyjson.Object{
 			{Key: "conversation_id", Value: id},
 			{Key: "listener_id", Value: listener.ID},
 			{Key: "listener_email", Value: listener.Email},
-			{Key: "listener_name", Value: displayName(listener)},
+			{Key: "listener_name", Value: chat.User{Email: listener.Email, FullName: listener.Name}.DisplayName()},
 			{Key: "type", Value: kind},
 			{Key: column, Value: at},
 		})
@@ -367,26 +367,6 @@ func (h *handlers) conversationUpdated(ctx context.Context, id int64, userIDs ..
 		}
 	}
 	return nil
-}
-
-// displayName is chat/consumers.py's display_name: full_name, or the email
-// when that is empty.
-func displayName(p Participant) string {
-	if p.Name != "" {
-		return p.Name
-	}
-	return p.Email
-}
-
-// isoformat is Python's datetime.isoformat() of an aware UTC datetime, as
-// the REST endpoints print created_at, accepted_at and rejected_at:
-// microseconds only when non-zero.
-func isoformat(t time.Time) string {
-	t = t.UTC()
-	if t.Nanosecond()/1000 == 0 {
-		return t.Format("2006-01-02T15:04:05+00:00")
-	}
-	return t.Format("2006-01-02T15:04:05.000000+00:00")
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
