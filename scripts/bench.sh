@@ -95,7 +95,6 @@ export SECRET_KEY=bench-secret-key
 CLK_TCK=$(getconf CLK_TCK)
 
 log() { printf 'bench: %s\n' "$*" >&2; }
-loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 DB=bench
@@ -196,7 +195,6 @@ record() { # id description server feed layer
 
 # val FILE LINE-PREFIX KEY: KEY= on the first line of FILE that begins
 # with LINE-PREFIX.
-val() { grep -m1 "^$2" "$1" 2>/dev/null | grep -o "\b$3=[^ ]*" | head -1 | cut -d= -f2- || true; }
 # dur_ms: a Go duration (850µs, 12.34ms, 1.2s) in milliseconds.
 dur_ms() {
 	awk -v d="$1" 'BEGIN {

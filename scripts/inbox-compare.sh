@@ -88,7 +88,7 @@ run() {
 		-inbox-size "$INBOX_SIZE" -metrics-url "http://127.0.0.1:$ADMIN_PORT/metrics" -pgss)
 	[ -n "$inbox" ] && args+=(-inbox-url "$inbox")
 	log "run $name: chatload ${args[*]}"
-	echo "loadavg=$(cut -d' ' -f1 /proc/loadavg)" >"$WORK/$name.out"
+	echo "loadavg=$(loadavg | cut -d' ' -f1)" >"$WORK/$name.out"
 	"$WORK/chatload" "${args[@]}" | tee -a "$WORK/$name.out" || log "run $name: chatload failed"
 	kill "$py" "$go" 2>/dev/null || true
 	wait "$py" "$go" 2>/dev/null || true
@@ -109,7 +109,6 @@ done
 
 # val FILE LINE-PREFIX KEY: the value of KEY= on the first line of FILE
 # that begins with LINE-PREFIX.
-val() { grep -m1 "^$2" "$1" 2>/dev/null | grep -o "\b$3=[^ ]*" | head -1 | cut -d= -f2- || true; }
 
 row() { printf '%-10s %5s %7s %9s %9s %5s %7s %5s %5s %8s %5s %7s %6s %6s\n' "$@"; }
 echo
@@ -140,9 +139,9 @@ for name in "${names[@]}"; do
 		"$frames" "$fpm" "$stale" "$lag" "$lists" "$queries" "$(val "$f" sidecar redis_over_capacity)" \
 		"$(awk -v r="$recv" -v m="$msgs" 'BEGIN { if (m > 0) printf "%.2f", r / m; else print "-" }')"
 done
+echo
+echo "load: 1-minute load average at the run's start ($(nproc) cores; other work on the machine counts)."
 cat <<'EOF'
-
-load: 1-minute load average at the run's start (2 cores; other work on the machine counts).
 lost: messages whose sender got no new_message within 5 s (-reply-timeout).
 frames: conversation_list_updated frames on all inbox sockets; f/msg: per chat message.
 stale: inboxes whose last list frame does not show their load conversation's final

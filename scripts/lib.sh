@@ -13,6 +13,12 @@ wait_port() { # port what
 	return 1
 }
 
+# val FILE PREFIX KEY: the value of KEY=... on FILE's first line starting
+# with PREFIX (chatload's outputs).
+val() { grep -m1 "^$2" "$1" 2>/dev/null | grep -o "\b$3=[^ ]*" | head -1 | cut -d= -f2- || true; }
+
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+
 pgbin=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)}
 as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
