@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/chatsidecar/sidecar/auth"
+	"github.com/chatsidecar/sidecar/chat"
 	"github.com/chatsidecar/sidecar/config"
 	"github.com/chatsidecar/sidecar/consumer"
 	"github.com/chatsidecar/sidecar/djangodb"
@@ -77,6 +78,7 @@ type App struct {
 	admin    *adminServer         // nil without ADMIN_ADDR
 	feed     *pgfeed.Feed         // nil without the change feed
 	cache    *histcache.Cache     // the feed's histories
+	checked  *histcache.Checked   // without the feed, on PostgreSQL
 
 	draining atomic.Bool
 }
@@ -114,6 +116,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options)
 	if err := a.openFeed(ctx, media); err != nil {
 		return nil, err
 	}
+	a.openChecked(ctx, media)
 	var store consumer.Store = a.db
 	if opts.WrapStore != nil {
 		store = opts.WrapStore(store)
@@ -391,13 +394,52 @@ func (a *App) listenAdmin() (*adminServer, error) {
 	}, nil
 }
 
-// historyCache is the consumer's view of the cache: nil without the feed
-// (a nil *histcache.Cache in the interface would not be nil).
+// historyCache is the consumer's view of the cache: nil without one (a
+// nil pointer in the interface would not be nil).
 func (a *App) historyCache() consumer.HistoryCache {
-	if a.cache == nil {
-		return nil
+	switch {
+	case a.cache != nil:
+		return a.cache
+	case a.checked != nil:
+		return a.checked
 	}
-	return a.cache
+	return nil
+}
+
+// openChecked keeps histories in memory without the feed on PostgreSQL,
+// checked against the rows' versions at every read (histcache.Checked),
+// once a first read shows the server can compute the digest
+// (hashtextextended, PostgreSQL 11+).
+func (a *App) openChecked(ctx context.Context, media consumer.Media) {
+	if _, sqlite := a.cfg.SQLitePath(); sqlite || a.cache != nil {
+		return
+	}
+	probeCtx, cancel := context.WithTimeout(ctx, schemaCheckTimeout)
+	_, err := a.db.HistorySince(probeCtx, 0, 0, func(chat.Message, int64) error { return nil })
+	cancel()
+	if err != nil {
+		a.log.Warn("history cache off: every history is read whole", "reason", err)
+		return
+	}
+	a.checked = histcache.NewChecked(int64(a.cfg.HistoryCacheBytes), consumer.EncodeMessage(media), a.db)
+	a.registerCacheStats(a.checked.Stats)
+}
+
+// registerCacheStats adds the history cache's counts, the feed's or the
+// checked one's, to the metrics.
+func (a *App) registerCacheStats(stats func() histcache.Stats) {
+	a.registry.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sidecar_history_cache_hits_total",
+			Help: "Histories served from memory: from the feed's cache, or, without the feed, checked against the rows' versions."},
+			func() float64 { return float64(stats().Hits) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sidecar_history_cache_loads_total", Help: "Whole histories read into the cache."},
+			func() float64 { return float64(stats().Loads) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sidecar_history_cache_not_exact_total",
+			Help: "Histories the cache could not serve as it held them (the feed down or behind; without the feed, a cached row changed): read from the database."},
+			func() float64 { return float64(stats().NotExact) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sidecar_history_cache_evictions_total", Help: "Conversations dropped from the cache past HISTORY_CACHE_BYTES."},
+			func() float64 { return float64(stats().Evictions) }),
+	)
 }
 
 // openFeed starts following Django's chat tables through PostgreSQL's
@@ -443,15 +485,8 @@ func (a *App) openFeed(ctx context.Context, media consumer.Media) error {
 				}
 				return 0
 			}),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sidecar_history_cache_hits_total", Help: "Histories served from the feed's cache."},
-			func() float64 { return float64(a.cache.Stats().Hits) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sidecar_history_cache_loads_total", Help: "Conversations loaded into the feed's cache."},
-			func() float64 { return float64(a.cache.Stats().Loads) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sidecar_history_cache_not_exact_total", Help: "Histories the cache could not serve exactly (feed down or behind): read from the database."},
-			func() float64 { return float64(a.cache.Stats().NotExact) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sidecar_history_cache_evictions_total", Help: "Conversations dropped from the cache past HISTORY_CACHE_BYTES."},
-			func() float64 { return float64(a.cache.Stats().Evictions) }),
 	)
+	a.registerCacheStats(a.cache.Stats)
 	a.log.Info("feed on", "publication", cfg.FeedPublication)
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math/big"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -337,26 +338,13 @@ func (d *DB) History(ctx context.Context, conversationID int64, each func(chat.M
 	}
 	defer rows.Close()
 	for rows.Next() {
-		m := chat.Message{ConversationID: conversationID}
-		var (
-			createdAt                 Timestamp
-			attID, attSize            sql.NullInt64
-			attFile, attName, attType sql.NullString
-		)
-		if err := rows.Scan(&m.ID, &m.Content, &m.MessageType, &createdAt, &m.IsRead,
-			&m.Sender.ID, &m.Sender.Email, &m.Sender.FullName, &m.Sender.UserType,
-			&attID, &attFile, &attName, &attSize, &attType); err != nil {
+		var r historyRow
+		if err := rows.Scan(r.dest()...); err != nil {
 			return fmt.Errorf("load history of conversation %d: %w", conversationID, err)
 		}
-		if !createdAt.Valid {
-			return fmt.Errorf("load history of conversation %d: message %d has no created_at", conversationID, m.ID)
-		}
-		m.CreatedAt = createdAt.Time
-		if attID.Valid {
-			m.Attachment = &chat.Attachment{
-				ID: attID.Int64, File: attFile.String, Filename: attName.String,
-				FileSize: attSize.Int64, FileType: attType.String,
-			}
+		m, err := r.message(conversationID)
+		if err != nil {
+			return err
 		}
 		if err := each(m); err != nil {
 			return err
@@ -366,6 +354,127 @@ func (d *DB) History(ctx context.Context, conversationID int64, each func(chat.M
 		return fmt.Errorf("load history of conversation %d: %w", conversationID, err)
 	}
 	return nil
+}
+
+// historyRow is one row of the history queries' message columns; the
+// message columns are NULL in historySince's row without a message.
+type historyRow struct {
+	id, senderID, attID, attSize                    sql.NullInt64
+	content, messageType, email, fullName, userType sql.NullString
+	attFile, attName, attType                       sql.NullString
+	isRead                                          sql.NullBool
+	createdAt                                       Timestamp
+}
+
+func (r *historyRow) dest() []any {
+	return []any{&r.id, &r.content, &r.messageType, &r.createdAt, &r.isRead,
+		&r.senderID, &r.email, &r.fullName, &r.userType,
+		&r.attID, &r.attFile, &r.attName, &r.attSize, &r.attType}
+}
+
+func (r *historyRow) message(conversationID int64) (chat.Message, error) {
+	if !r.createdAt.Valid {
+		return chat.Message{}, fmt.Errorf("load history of conversation %d: message %d has no created_at", conversationID, r.id.Int64)
+	}
+	m := chat.Message{
+		ID: r.id.Int64, ConversationID: conversationID, Content: r.content.String, MessageType: r.messageType.String,
+		CreatedAt: r.createdAt.Time, IsRead: r.isRead.Bool,
+		Sender: chat.User{ID: r.senderID.Int64, Email: r.email.String, FullName: r.fullName.String, UserType: r.userType.String},
+	}
+	if r.attID.Valid {
+		m.Attachment = &chat.Attachment{
+			ID: r.attID.Int64, File: r.attFile.String, Filename: r.attName.String,
+			FileSize: r.attSize.Int64, FileType: r.attType.String,
+		}
+	}
+	return m, nil
+}
+
+// Digest sums the versions of a set of a history's rows, as
+// HistorySince reports them: equal digests of the same message ids mean
+// no row changed, whoever wrote.
+type Digest struct {
+	Count int64
+	Sum   *big.Int
+}
+
+// Add counts one more row of the given version.
+func (d *Digest) Add(version int64) {
+	if d.Sum == nil {
+		d.Sum = new(big.Int)
+	}
+	d.Count++
+	d.Sum.Add(d.Sum, big.NewInt(version))
+}
+
+// Equal reports whether d and o are the same digest.
+func (d Digest) Equal(o Digest) bool {
+	zero := new(big.Int)
+	ds, os := d.Sum, o.Sum
+	if ds == nil {
+		ds = zero
+	}
+	if os == nil {
+		os = zero
+	}
+	return d.Count == o.Count && ds.Cmp(os) == 0
+}
+
+// ErrNoDigest is HistorySince's answer on SQLite, whose rows carry no
+// version.
+var ErrNoDigest = errors.New("djangodb: history digests need PostgreSQL")
+
+// HistorySince calls each with every message of the conversation whose
+// id is above afterID, in no order, and its version; it returns the
+// digest of the rows up to afterID, read in the same snapshot.
+func (d *DB) HistorySince(ctx context.Context, conversationID, afterID int64, each func(m chat.Message, version int64) error) (Digest, error) {
+	defer d.metrics.time("history_since")()
+	var old Digest
+	if d.q.historySince == "" {
+		return old, ErrNoDigest
+	}
+	fail := func(err error) (Digest, error) {
+		return Digest{}, fmt.Errorf("load history of conversation %d after message %d: %w", conversationID, afterID, err)
+	}
+	rows, err := d.query(ctx, d.q.historySince, conversationID, afterID)
+	if err != nil {
+		return fail(err)
+	}
+	defer rows.Close()
+	digests := 0
+	for rows.Next() {
+		var (
+			r       historyRow
+			n       sql.NullInt64
+			sum     sql.NullString
+			version sql.NullInt64
+		)
+		if err := rows.Scan(append(append([]any{&n, &sum}, r.dest()...), &version)...); err != nil {
+			return fail(err)
+		}
+		if n.Valid { // the digest's row
+			old.Count, old.Sum = n.Int64, new(big.Int)
+			if _, ok := old.Sum.SetString(sum.String, 10); !ok {
+				return fail(fmt.Errorf("digest sum %q is not a number", sum.String))
+			}
+			digests++
+			continue
+		}
+		m, err := r.message(conversationID)
+		if err != nil {
+			return Digest{}, err
+		}
+		if err := each(m, version.Int64); err != nil {
+			return Digest{}, err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fail(err)
+	}
+	if digests != 1 {
+		return fail(fmt.Errorf("%d digest rows", digests))
+	}
+	return old, nil
 }
 
 // MarkRead marks as read every unread message of the conversation not sent

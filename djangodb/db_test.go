@@ -1,12 +1,16 @@
 package djangodb_test
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"os"
 	"path"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -695,7 +699,46 @@ func TestHistory(t *testing.T) {
 		if h, err := historyOf(ctx, p.db, p.conv+1000); err != nil || len(h) != 0 {
 			t.Errorf("History(missing conversation) = %v, %v; want no messages", h, err)
 		}
+		checkHistorySince(t, p.db, p.conv, p.pg.Dialect, h)
 	})
+}
+
+// checkHistorySince checks that HistorySince reads the rows of history
+// (newest first, as History gives them), and that its digest of the rows
+// up to an id sums their versions.
+func checkHistorySince(t *testing.T, db *djangodb.DB, conv int64, dialect djangodb.Dialect, history []chat.Message) {
+	t.Helper()
+	ctx := context.Background()
+	var got []chat.Message
+	var all djangodb.Digest
+	old, err := db.HistorySince(ctx, conv, 0, func(m chat.Message, v int64) error {
+		got = append(got, m)
+		all.Add(v)
+		return nil
+	})
+	if dialect == djangodb.SQLite {
+		if !errors.Is(err, djangodb.ErrNoDigest) {
+			t.Errorf("HistorySince on SQLite = %v, want ErrNoDigest", err)
+		}
+		return
+	}
+	if err != nil || !old.Equal(djangodb.Digest{}) {
+		t.Fatalf("HistorySince(0) = %+v, %v; want an empty digest", old, err)
+	}
+	slices.SortFunc(got, func(a, b chat.Message) int { return b.CreatedAt.Compare(a.CreatedAt)*2 + cmp.Compare(b.ID, a.ID) })
+	if !reflect.DeepEqual(got, history) {
+		t.Fatalf("HistorySince(0) read\n%+v\nHistory read\n%+v", got, history)
+	}
+	var maxID int64
+	for _, m := range history {
+		maxID = max(maxID, m.ID)
+	}
+	old, err = db.HistorySince(ctx, conv, maxID, func(m chat.Message, _ int64) error {
+		return fmt.Errorf("message %d above the highest id", m.ID)
+	})
+	if err != nil || !old.Equal(all) || old.Count != int64(len(history)) {
+		t.Fatalf("HistorySince(%d) = %+v, %v; want the digest %+v", maxID, old, err, all)
+	}
 }
 
 func TestMarkRead(t *testing.T) {
@@ -969,6 +1012,7 @@ func renamedTables(t *testing.T, be testenv.Backend) {
 	if len(h) != 2 || h[0].ID != m2.ID || h[1].ID != m1.ID || h[1].Sender.ID != p.talker.ID || h[0].Attachment == nil {
 		t.Fatalf("History = %+v", h)
 	}
+	checkHistorySince(t, db, p.conv, pg.Dialect, h)
 	if n, err := db.MarkRead(ctx, p.conv, p.talker.ID); err != nil || n != 1 {
 		t.Errorf("MarkRead = %d, %v; want 1", n, err)
 	}

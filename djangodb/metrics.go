@@ -15,7 +15,7 @@ type metrics struct {
 func newMetrics() *metrics {
 	return &metrics{seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "sidecar_db_seconds",
-		Help:    "Time of calls to Django's database, by operation (user, conversation, user_conversation, is_blocked, save_text, save_file, history, mark_read, inbox, pending).",
+		Help:    "Time of calls to Django's database, by operation (user, conversation, user_conversation, is_blocked, save_text, save_file, history, history_since, mark_read, inbox, pending).",
 		Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16),
 	}, []string{"op"})}
 }

@@ -12,6 +12,7 @@ type queries struct {
 	insertFile       string
 	attachmentExists string
 	history          string
+	historySince     string // PostgreSQL only
 	markRead         string
 
 	// SQLite's checked insert, run in one BEGIN IMMEDIATE transaction.
@@ -97,6 +98,35 @@ ORDER BY m.%s DESC, m.%s DESC`,
 		a, c("attachment", "message_id"), c("message", "id"),
 		c("message", "conversation_id"),
 		c("message", "created_at"), c("message", "id"))
+
+	if dialect == Postgres {
+		// historySince is the history's rows above a message id ($2), each
+		// with a hash of its version, and one more row with the count and
+		// the sum of the versions of the rows up to $2, all read in one
+		// snapshot: a cached copy of those rows is checked against it. A
+		// row's version is the xmin of the message, of its sender and of
+		// its attachment: every UPDATE changes it, row locks do not. The
+		// digest row's message columns are NULL; the rows come in no
+		// order. Params: $1 conversation, $2 message id.
+		from := fmt.Sprintf(`FROM %[1]s m JOIN %[2]s u ON u.%[3]s = m.%[4]s
+LEFT JOIN %[5]s a ON a.%[6]s = m.%[7]s
+WHERE m.%[8]s = $1`, m, u, c("user", "id"), c("message", "sender_id"), a, c("attachment", "message_id"),
+			c("message", "id"), c("message", "conversation_id"))
+		version := fmt.Sprintf(`hashtextextended(m.xmin::text || '.' || u.xmin::text || '.' || coalesce(a.xmin::text, ''), m.%s)`,
+			c("message", "id"))
+		q.historySince = fmt.Sprintf(`SELECT NULL::bigint, NULL::text,
+	m.%s, m.%s, m.%s, m.%s, m.%s, u.%s, u.%s, u.%s, u.%s, a.%s, a.%s, a.%s, a.%s, a.%s, %s
+%s AND m.%s > $2
+UNION ALL
+SELECT count(*), coalesce(sum(%s), 0)::text,
+	NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+%s AND m.%s <= $2`,
+			c("message", "id"), c("message", "content"), c("message", "message_type"), c("message", "created_at"), c("message", "is_read"),
+			c("user", "id"), c("user", "email"), c("user", "full_name"), c("user", "user_type"),
+			c("attachment", "id"), c("attachment", "file"), c("attachment", "filename"), c("attachment", "file_size"), c("attachment", "file_type"),
+			version, from, c("message", "id"),
+			version, from, c("message", "id"))
+	}
 
 	if dialect == SQLite {
 		// sendState is the conversation's state for the rules; no row means gone.

@@ -1,0 +1,294 @@
+package histcache
+
+import (
+	"container/list"
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/chatsidecar/sidecar/chat"
+	"github.com/chatsidecar/sidecar/djangodb"
+)
+
+// Source reads the messages of a conversation above a message id, with
+// their versions, and the digest of the rows up to it, in one snapshot
+// (djangodb.DB).
+type Source interface {
+	HistorySince(ctx context.Context, conversationID, afterID int64, each func(m chat.Message, version int64) error) (djangodb.Digest, error)
+}
+
+// Checked keeps histories in memory without the change feed, on
+// PostgreSQL. Every Get still asks the database, in one statement, for
+// the messages added since the cached copy and for a digest of the
+// versions (xmin) of the rows the copy holds: the copy is served only when
+// that digest is the one it was read with, so nothing in it changed,
+// whoever wrote. Otherwise the whole history is read again. The database
+// still visits every row of the history, but sends and the sidecar decodes
+// and encodes only the new ones.
+type Checked struct {
+	maxBytes int64
+	encode   func(chat.Message) ([]byte, error)
+	src      Source
+
+	mu    sync.Mutex
+	convs map[int64]*checkedConv
+	lru   *list.List // of *checkedConv, most recently used first
+	bytes int64
+	stats Stats
+}
+
+// checkedMaxAge is how long a copy is checked by digest before it is
+// read whole again. Far within the 2^32 transactions after which an xmin
+// could repeat.
+const checkedMaxAge = time.Hour
+
+type checkedConv struct {
+	id  int64
+	sem chan struct{} // one Get at a time: the next one checks what this one read
+
+	read  time.Time // of the last whole read; zero: none yet
+	maxID int64
+	dg    djangodb.Digest // as of the copy: Count and Sum are of every row
+	msgs  []checkedMsg    // newest first
+	// The encoded list as in conv: body ends buf, new messages go in the
+	// headroom before it, nothing handed out is written again.
+	buf, body []byte
+	bytes     int64
+	elem      *list.Element
+}
+
+type checkedMsg struct {
+	id   int64
+	at   time.Time
+	json []byte
+}
+
+// NewChecked returns an empty checked cache of at most maxBytes.
+func NewChecked(maxBytes int64, encode func(chat.Message) ([]byte, error), src Source) *Checked {
+	return &Checked{maxBytes: maxBytes, encode: encode, src: src,
+		convs: map[int64]*checkedConv{}, lru: list.New()}
+}
+
+// Stats returns the counts so far: Hits were served after a matching
+// digest (reading only the new messages), Loads read a whole history,
+// NotExact counts digests that did not match (a change to a cached row).
+func (c *Checked) Stats() Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stats
+}
+
+// Get returns the history of conversation id, newest first, as Cache.Get
+// does, exact as of a moment after the call: its statement starts after
+// it. after is not needed for that and is ignored.
+func (c *Checked) Get(ctx context.Context, id int64, after []int64) ([][]byte, int, error) {
+	cv, err := c.take(ctx, id)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer func() { <-cv.sem }()
+	body, n, err := c.refresh(ctx, cv)
+	if err != nil {
+		c.mu.Lock()
+		c.dropLocked(cv)
+		c.mu.Unlock()
+		return nil, 0, err
+	}
+	return [][]byte{openList, body}, n, nil
+}
+
+// take returns the conversation's entry, made if missing, with its turn.
+func (c *Checked) take(ctx context.Context, id int64) (*checkedConv, error) {
+	for {
+		c.mu.Lock()
+		cv := c.convs[id]
+		if cv == nil {
+			cv = &checkedConv{id: id, sem: make(chan struct{}, 1)}
+			cv.elem = c.lru.PushFront(cv)
+			c.convs[id] = cv
+		}
+		c.mu.Unlock()
+		select {
+		case cv.sem <- struct{}{}:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		c.mu.Lock()
+		current := c.convs[id] == cv
+		c.mu.Unlock()
+		if current {
+			return cv, nil
+		}
+		<-cv.sem // dropped while waiting: take the new entry
+	}
+}
+
+// refresh brings cv up to date and returns its body and length; cv is
+// the caller's alone.
+func (c *Checked) refresh(ctx context.Context, cv *checkedConv) ([]byte, int, error) {
+	var fresh []chat.Message
+	var versions []int64
+	each := func(m chat.Message, v int64) error {
+		fresh, versions = append(fresh, m), append(versions, v)
+		return nil
+	}
+	if !cv.read.IsZero() && time.Since(cv.read) < checkedMaxAge {
+		old, err := c.src.HistorySince(ctx, cv.id, cv.maxID, each)
+		if err != nil {
+			return nil, 0, err
+		}
+		if old.Equal(cv.dg) {
+			if err := c.add(cv, fresh, versions); err != nil {
+				return nil, 0, err
+			}
+			c.mu.Lock()
+			c.stats.Hits++
+			c.usedLocked(cv)
+			c.mu.Unlock()
+			return cv.body, len(cv.msgs), nil
+		}
+		c.mu.Lock()
+		c.stats.NotExact++
+		c.mu.Unlock()
+		fresh, versions = fresh[:0], versions[:0]
+	}
+	start := time.Now()
+	if _, err := c.src.HistorySince(ctx, cv.id, 0, each); err != nil {
+		return nil, 0, err
+	}
+	cv.msgs, cv.buf, cv.body, cv.maxID, cv.dg = nil, nil, nil, 0, djangodb.Digest{}
+	if err := c.add(cv, fresh, versions); err != nil {
+		return nil, 0, err
+	}
+	cv.read = start
+	c.mu.Lock()
+	c.stats.Loads++
+	c.usedLocked(cv)
+	c.mu.Unlock()
+	return cv.body, len(cv.msgs), nil
+}
+
+// add puts fresh (every id above cv's, in any order) into cv.
+func (c *Checked) add(cv *checkedConv, fresh []chat.Message, versions []int64) error {
+	msgs := make([]checkedMsg, len(fresh))
+	for i, m := range fresh {
+		b, err := c.encode(m)
+		if err != nil {
+			return fmt.Errorf("encode message %d: %w", m.ID, err)
+		}
+		msgs[i] = checkedMsg{id: m.ID, at: m.CreatedAt, json: b}
+	}
+	for i, m := range fresh {
+		cv.maxID = max(cv.maxID, m.ID)
+		cv.dg.Add(versions[i])
+	}
+	if len(msgs) == 0 && cv.body != nil {
+		return nil
+	}
+	slices.SortFunc(msgs, order)
+	// Usually the new messages are the newest and go in front; one written
+	// with an older created_at (another writer's clock) needs a new order.
+	if len(cv.msgs) == 0 || !newer(msgs[len(msgs)-1], cv.msgs[0]) || !c.prepend(cv, msgs) {
+		cv.msgs = append(msgs, cv.msgs...)
+		slices.SortFunc(cv.msgs, order)
+		c.rebuild(cv)
+	}
+	return nil
+}
+
+func order(a, b checkedMsg) int {
+	switch {
+	case newer(a, b):
+		return -1
+	case newer(b, a):
+		return 1
+	}
+	return 0
+}
+
+// newer is the history's order: created_at, then id, descending.
+func newer(a, b checkedMsg) bool {
+	if !a.at.Equal(b.at) {
+		return a.at.After(b.at)
+	}
+	return a.id > b.id
+}
+
+// prepend writes msgs in front of cv's body, when the headroom has room.
+func (c *Checked) prepend(cv *checkedConv, msgs []checkedMsg) bool {
+	size := 0
+	for _, m := range msgs {
+		size += len(m.json) + 2
+	}
+	start := len(cv.buf) - len(cv.body)
+	if cv.body == nil || size > start {
+		return false
+	}
+	at := start
+	for i := len(msgs) - 1; i >= 0; i-- {
+		at -= 2
+		copy(cv.buf[at:], ", ")
+		at -= len(msgs[i].json)
+		copy(cv.buf[at:], msgs[i].json)
+	}
+	cv.body = cv.buf[at:]
+	cv.msgs = append(msgs, cv.msgs...)
+	c.account(cv)
+	return true
+}
+
+// rebuild encodes cv's list anew, with headroom in front.
+func (c *Checked) rebuild(cv *checkedConv) {
+	size := 1
+	for _, m := range cv.msgs {
+		size += len(m.json) + 2
+	}
+	headroom := max(size/4, minHeadroom)
+	buf := make([]byte, headroom, headroom+size)
+	for i, m := range cv.msgs {
+		if i > 0 {
+			buf = append(buf, ", "...)
+		}
+		buf = append(buf, m.json...)
+	}
+	buf = append(buf, ']')
+	cv.buf, cv.body = buf, buf[headroom:]
+	c.account(cv)
+}
+
+// account counts cv's memory: its buffer and each message's own JSON.
+func (c *Checked) account(cv *checkedConv) {
+	n := int64(cap(cv.buf))
+	for _, m := range cv.msgs {
+		n += int64(len(m.json)) + 64
+	}
+	c.mu.Lock()
+	if c.convs[cv.id] == cv {
+		c.bytes += n - cv.bytes
+	}
+	cv.bytes = n
+	c.mu.Unlock()
+}
+
+// usedLocked marks cv most recently used and drops the least recently
+// used past the bound (cv too, if it alone is past it: it is still served).
+func (c *Checked) usedLocked(cv *checkedConv) {
+	if c.convs[cv.id] == cv {
+		c.lru.MoveToFront(cv.elem)
+	}
+	for c.bytes > c.maxBytes && c.lru.Len() > 0 {
+		c.dropLocked(c.lru.Back().Value.(*checkedConv))
+		c.stats.Evictions++
+	}
+}
+
+func (c *Checked) dropLocked(cv *checkedConv) {
+	if c.convs[cv.id] != cv {
+		return
+	}
+	delete(c.convs, cv.id)
+	c.lru.Remove(cv.elem)
+	c.bytes -= cv.bytes
+}
