@@ -3,6 +3,7 @@ package histcache
 import (
 	"container/list"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -29,6 +30,7 @@ type Source interface {
 // and encodes only the new ones.
 type Checked struct {
 	maxBytes int64
+	maxConv  int64 // the most one history may take: an eighth of maxBytes
 	encode   func(chat.Message) ([]byte, error)
 	src      Source
 
@@ -38,6 +40,13 @@ type Checked struct {
 	bytes int64
 	stats Stats
 }
+
+// ErrTooLarge is Checked's answer for a history larger than it keeps:
+// read it the usual way, within the memory budget.
+var ErrTooLarge = errors.New("histcache: history too large to keep")
+
+// largeFor is how long a history found too large is not tried again.
+const largeFor = time.Minute
 
 // checkedMaxAge is how long a copy is checked by digest before it is
 // read whole again. Far within the 2^32 transactions after which an xmin
@@ -49,6 +58,7 @@ type checkedConv struct {
 	sem chan struct{} // one Get at a time: the next one checks what this one read
 
 	read  time.Time // of the last whole read; zero: none yet
+	large time.Time // when it was found too large to keep
 	maxID int64
 	dg    djangodb.Digest // as of the copy: Count and Sum are of every row
 	msgs  []checkedMsg    // newest first
@@ -67,7 +77,7 @@ type checkedMsg struct {
 
 // NewChecked returns an empty checked cache of at most maxBytes.
 func NewChecked(maxBytes int64, encode func(chat.Message) ([]byte, error), src Source) *Checked {
-	return &Checked{maxBytes: maxBytes, encode: encode, src: src,
+	return &Checked{maxBytes: maxBytes, maxConv: maxBytes / 8, encode: encode, src: src,
 		convs: map[int64]*checkedConv{}, lru: list.New()}
 }
 
@@ -89,7 +99,17 @@ func (c *Checked) Get(ctx context.Context, id int64, after []int64) ([][]byte, i
 		return nil, 0, err
 	}
 	defer func() { <-cv.sem }()
+	if time.Since(cv.large) < largeFor {
+		return nil, 0, ErrTooLarge
+	}
 	body, n, err := c.refresh(ctx, cv)
+	if errors.Is(err, ErrTooLarge) {
+		// Kept as a mark, without its messages, so it is not read again
+		// for a while.
+		cv.msgs, cv.buf, cv.body, cv.read, cv.large = nil, nil, nil, time.Time{}, time.Now()
+		c.account(cv)
+		return nil, 0, err
+	}
 	if err != nil {
 		c.mu.Lock()
 		c.dropLocked(cv)
@@ -130,7 +150,12 @@ func (c *Checked) take(ctx context.Context, id int64) (*checkedConv, error) {
 func (c *Checked) refresh(ctx context.Context, cv *checkedConv) ([]byte, int, error) {
 	var fresh []chat.Message
 	var versions []int64
+	size := cv.bytes
 	each := func(m chat.Message, v int64) error {
+		// What its JSON will take, about: a large history stops the query.
+		if size += int64(2*len(m.Content)) + 256; size > c.maxConv {
+			return ErrTooLarge
+		}
 		fresh, versions = append(fresh, m), append(versions, v)
 		return nil
 	}
@@ -152,7 +177,7 @@ func (c *Checked) refresh(ctx context.Context, cv *checkedConv) ([]byte, int, er
 		c.mu.Lock()
 		c.stats.NotExact++
 		c.mu.Unlock()
-		fresh, versions = fresh[:0], versions[:0]
+		fresh, versions, size = fresh[:0], versions[:0], 0
 	}
 	start := time.Now()
 	if _, err := c.src.HistorySince(ctx, cv.id, 0, each); err != nil {

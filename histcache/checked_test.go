@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -170,15 +171,45 @@ func TestCheckedOutOfOrder(t *testing.T) {
 // Past its bound the cache drops the least recently used conversations
 // and serves them right when asked again.
 func TestCheckedEvicts(t *testing.T) {
-	e := setupChecked(t, 4096)
-	for i := range 30 {
-		e.save(t, fmt.Sprintf("message %d with some words to fill the cache's bytes", i))
+	e := setupChecked(t, 128<<10)
+	convs := []int64{e.conv}
+	for i := range 11 {
+		talker := e.db.CreateUser(t, fmt.Sprintf("talker%d@example.com", i), "T", "talker")
+		convs = append(convs, e.db.CreateConversation(t, e.db.CreateUser(t, fmt.Sprintf("l%d@example.com", i), "L", "listener"), talker, "active"))
 	}
-	e.check(t, "larger than the bound")
-	e.check(t, "again")
-	st := e.cache.Stats()
-	if st.Evictions == 0 || st.Loads != 2 {
-		t.Errorf("stats %+v: want evictions and a load each time", st)
+	for _, conv := range convs {
+		for i := range 20 {
+			if _, err := e.db.Fixture().Message(context.Background(), conv, e.talker.ID, fmt.Sprintf("message %d with a few words", i), time.Now()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for round := range 2 {
+		for _, conv := range convs {
+			e.conv = conv
+			e.check(t, fmt.Sprintf("round %d, conversation %d", round, conv))
+		}
+	}
+	if st := e.cache.Stats(); st.Evictions == 0 || st.Loads <= uint64(len(convs)) {
+		t.Errorf("stats %+v: want evictions, and loads again after them", st)
+	}
+}
+
+// A history larger than an eighth of the cache is not kept: the caller
+// reads it within the memory budget, and for a while is told so without a
+// query.
+func TestCheckedTooLarge(t *testing.T) {
+	e := setupChecked(t, 64<<10) // 8 KiB for one history
+	for i := range 40 {
+		e.save(t, fmt.Sprintf("message %d, long enough that forty of them are more than eight KiB of JSON", i))
+	}
+	ctx := context.Background()
+	if _, _, err := e.cache.Get(ctx, e.conv, nil); !errors.Is(err, histcache.ErrTooLarge) {
+		t.Fatalf("Get = %v, want ErrTooLarge", err)
+	}
+	e.db.DB.Close() // a query now would fail
+	if _, _, err := e.cache.Get(ctx, e.conv, nil); !errors.Is(err, histcache.ErrTooLarge) {
+		t.Fatalf("Get again = %v, want ErrTooLarge without a query", err)
 	}
 }
 
