@@ -326,8 +326,14 @@ func TestBurstSharesHistoryInQueue(t *testing.T) {
 		tc.send(`{"type": "chat_message", "message": "burst"}`)
 	}
 	// The first event's history load waits at the gate; the three others
-	// queue behind it and will share the next load.
-	waitFor(t, "the burst to be saved", func() bool { return len(r.store.messages()) == 404 })
+	// queue behind it and will share the next load. Frames are handled in
+	// order: the answer to one more frame means the burst's four were
+	// saved and sent to the group before the gate opens.
+	tc.send(`{"type": "after_the_burst"}`)
+	tc.expectError("Unknown message type: after_the_burst")
+	if n := len(r.store.messages()); n != 404 {
+		t.Fatalf("%d messages saved, want 404", n)
+	}
 	close(gate.release)
 	for i := 0; i < 4; i++ {
 		tc.expectType("new_message")
