@@ -337,9 +337,10 @@ func (d *DB) History(ctx context.Context, conversationID int64, each func(chat.M
 		return fmt.Errorf("load history of conversation %d: %w", conversationID, err)
 	}
 	defer rows.Close()
+	var r historyRow
+	dest := r.dest() // Scan sets every column of every row
 	for rows.Next() {
-		var r historyRow
-		if err := rows.Scan(r.dest()...); err != nil {
+		if err := rows.Scan(dest...); err != nil {
 			return fmt.Errorf("load history of conversation %d: %w", conversationID, err)
 		}
 		m, err := r.message(conversationID)
@@ -442,14 +443,15 @@ func (d *DB) HistorySince(ctx context.Context, conversationID, afterID int64, ea
 	}
 	defer rows.Close()
 	digests := 0
+	var (
+		r       historyRow
+		n       sql.NullInt64
+		sum     sql.NullString
+		version sql.NullInt64
+	)
+	dest := append(append([]any{&n, &sum}, r.dest()...), &version) // Scan sets every column of every row
 	for rows.Next() {
-		var (
-			r       historyRow
-			n       sql.NullInt64
-			sum     sql.NullString
-			version sql.NullInt64
-		)
-		if err := rows.Scan(append(append([]any{&n, &sum}, r.dest()...), &version)...); err != nil {
+		if err := rows.Scan(dest...); err != nil {
 			return fail(err)
 		}
 		if n.Valid { // the digest's row

@@ -84,20 +84,19 @@ SELECT c.status, c.talker_id, c.blocked, ins.id FROM c LEFT JOIN ins ON true`,
 
 	q.attachmentExists = fmt.Sprintf(`SELECT count(*) FROM %s WHERE %s = $1`, a, c("attachment", "id"))
 
-	q.history = fmt.Sprintf(`SELECT m.%s, m.%s, m.%s, m.%s, m.%s,
-	u.%s, u.%s, u.%s, u.%s,
-	a.%s, a.%s, a.%s, a.%s, a.%s
-FROM %s m JOIN %s u ON u.%s = m.%s
-LEFT JOIN %s a ON a.%s = m.%s
-WHERE m.%s = $1
-ORDER BY m.%s DESC, m.%s DESC`,
+	// historyCols and historyFrom are a history's rows, the columns
+	// historyRow scans, for both history queries. Params: $1 conversation.
+	historyCols := fmt.Sprintf(`m.%s, m.%s, m.%s, m.%s, m.%s, u.%s, u.%s, u.%s, u.%s, a.%s, a.%s, a.%s, a.%s, a.%s`,
 		c("message", "id"), c("message", "content"), c("message", "message_type"), c("message", "created_at"), c("message", "is_read"),
 		c("user", "id"), c("user", "email"), c("user", "full_name"), c("user", "user_type"),
-		c("attachment", "id"), c("attachment", "file"), c("attachment", "filename"), c("attachment", "file_size"), c("attachment", "file_type"),
-		m, u, c("user", "id"), c("message", "sender_id"),
-		a, c("attachment", "message_id"), c("message", "id"),
-		c("message", "conversation_id"),
-		c("message", "created_at"), c("message", "id"))
+		c("attachment", "id"), c("attachment", "file"), c("attachment", "filename"), c("attachment", "file_size"), c("attachment", "file_type"))
+	historyFrom := fmt.Sprintf(`FROM %s m JOIN %s u ON u.%s = m.%s
+LEFT JOIN %s a ON a.%s = m.%s
+WHERE m.%s = $1`, m, u, c("user", "id"), c("message", "sender_id"), a, c("attachment", "message_id"),
+		c("message", "id"), c("message", "conversation_id"))
+
+	q.history = fmt.Sprintf("SELECT %s\n%s\nORDER BY m.%s DESC, m.%s DESC",
+		historyCols, historyFrom, c("message", "created_at"), c("message", "id"))
 
 	if dialect == Postgres {
 		// historySince is the history's rows above a message id ($2), each
@@ -108,24 +107,15 @@ ORDER BY m.%s DESC, m.%s DESC`,
 		// its attachment: every UPDATE changes it, row locks do not. The
 		// digest row's message columns are NULL; the rows come in no
 		// order. Params: $1 conversation, $2 message id.
-		from := fmt.Sprintf(`FROM %[1]s m JOIN %[2]s u ON u.%[3]s = m.%[4]s
-LEFT JOIN %[5]s a ON a.%[6]s = m.%[7]s
-WHERE m.%[8]s = $1`, m, u, c("user", "id"), c("message", "sender_id"), a, c("attachment", "message_id"),
-			c("message", "id"), c("message", "conversation_id"))
 		version := fmt.Sprintf(`hashtextextended(m.xmin::text || '.' || u.xmin::text || '.' || coalesce(a.xmin::text, ''), m.%s)`,
 			c("message", "id"))
-		q.historySince = fmt.Sprintf(`SELECT NULL::bigint, NULL::text,
-	m.%s, m.%s, m.%s, m.%s, m.%s, u.%s, u.%s, u.%s, u.%s, a.%s, a.%s, a.%s, a.%s, a.%s, %s
-%s AND m.%s > $2
+		q.historySince = fmt.Sprintf(`SELECT NULL::bigint, NULL::text, %[1]s, %[2]s
+%[3]s AND m.%[4]s > $2
 UNION ALL
-SELECT count(*), coalesce(sum(%s), 0)::text,
+SELECT count(*), coalesce(sum(%[2]s), 0)::text,
 	NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
-%s AND m.%s <= $2`,
-			c("message", "id"), c("message", "content"), c("message", "message_type"), c("message", "created_at"), c("message", "is_read"),
-			c("user", "id"), c("user", "email"), c("user", "full_name"), c("user", "user_type"),
-			c("attachment", "id"), c("attachment", "file"), c("attachment", "filename"), c("attachment", "file_size"), c("attachment", "file_type"),
-			version, from, c("message", "id"),
-			version, from, c("message", "id"))
+%[3]s AND m.%[4]s <= $2`,
+			historyCols, version, historyFrom, c("message", "id"))
 	}
 
 	if dialect == SQLite {
