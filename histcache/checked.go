@@ -62,11 +62,10 @@ type checkedConv struct {
 	maxID int64
 	dg    djangodb.Digest // as of the copy: Count and Sum are of every row
 	msgs  []checkedMsg    // newest first
-	// The encoded list as in conv: body ends buf, new messages go in the
-	// headroom before it, nothing handed out is written again.
-	buf, body []byte
-	bytes     int64
-	elem      *list.Element
+	json  int64           // the bytes of the messages' JSON
+	list  encList
+	bytes int64
+	elem  *list.Element
 }
 
 type checkedMsg struct {
@@ -106,7 +105,8 @@ func (c *Checked) Get(ctx context.Context, id int64, after []int64) ([][]byte, i
 	if errors.Is(err, ErrTooLarge) {
 		// Kept as a mark, without its messages, so it is not read again
 		// for a while.
-		cv.msgs, cv.buf, cv.body, cv.read, cv.large = nil, nil, nil, time.Time{}, time.Now()
+		cv.reset()
+		cv.read, cv.large = time.Time{}, time.Now()
 		c.account(cv)
 		return nil, 0, err
 	}
@@ -159,45 +159,50 @@ func (c *Checked) refresh(ctx context.Context, cv *checkedConv) ([]byte, int, er
 		fresh, versions = append(fresh, m), append(versions, v)
 		return nil
 	}
+	hit := false
 	if !cv.read.IsZero() && time.Since(cv.read) < checkedMaxAge {
 		old, err := c.src.HistorySince(ctx, cv.id, cv.maxID, each)
 		if err != nil {
 			return nil, 0, err
 		}
-		if old.Equal(cv.dg) {
-			if err := c.add(cv, fresh, versions); err != nil {
-				return nil, 0, err
-			}
+		if hit = old.Equal(cv.dg); !hit {
 			c.mu.Lock()
-			c.stats.Hits++
-			c.usedLocked(cv)
+			c.stats.NotExact++
 			c.mu.Unlock()
-			return cv.body, len(cv.msgs), nil
+			fresh, versions, size = fresh[:0], versions[:0], 0
 		}
-		c.mu.Lock()
-		c.stats.NotExact++
-		c.mu.Unlock()
-		fresh, versions, size = fresh[:0], versions[:0], 0
 	}
-	start := time.Now()
-	if _, err := c.src.HistorySince(ctx, cv.id, 0, each); err != nil {
-		return nil, 0, err
+	if !hit {
+		start := time.Now()
+		if _, err := c.src.HistorySince(ctx, cv.id, 0, each); err != nil {
+			return nil, 0, err
+		}
+		cv.reset()
+		cv.read = start
 	}
-	cv.msgs, cv.buf, cv.body, cv.maxID, cv.dg = nil, nil, nil, 0, djangodb.Digest{}
 	if err := c.add(cv, fresh, versions); err != nil {
 		return nil, 0, err
 	}
-	cv.read = start
 	c.mu.Lock()
-	c.stats.Loads++
+	if hit {
+		c.stats.Hits++
+	} else {
+		c.stats.Loads++
+	}
 	c.usedLocked(cv)
 	c.mu.Unlock()
-	return cv.body, len(cv.msgs), nil
+	return cv.list.body, len(cv.msgs), nil
+}
+
+// reset empties cv's copy for a whole read.
+func (cv *checkedConv) reset() {
+	cv.msgs, cv.json, cv.list, cv.maxID, cv.dg = nil, 0, encList{}, 0, djangodb.Digest{}
 }
 
 // add puts fresh (every id above cv's, in any order) into cv.
 func (c *Checked) add(cv *checkedConv, fresh []chat.Message, versions []int64) error {
 	msgs := make([]checkedMsg, len(fresh))
+	jsons := make([][]byte, len(fresh))
 	for i, m := range fresh {
 		b, err := c.encode(m)
 		if err != nil {
@@ -208,87 +213,41 @@ func (c *Checked) add(cv *checkedConv, fresh []chat.Message, versions []int64) e
 	for i, m := range fresh {
 		cv.maxID = max(cv.maxID, m.ID)
 		cv.dg.Add(versions[i])
+		cv.json += int64(len(msgs[i].json))
 	}
-	if len(msgs) == 0 && cv.body != nil {
+	if len(msgs) == 0 && cv.list.body != nil {
 		return nil
 	}
-	slices.SortFunc(msgs, order)
+	slices.SortFunc(msgs, newestFirst)
+	for i, m := range msgs {
+		jsons[i] = m.json
+	}
 	// Usually the new messages are the newest and go in front; one written
 	// with an older created_at (another writer's clock) needs a new order.
-	if len(cv.msgs) == 0 || !newer(msgs[len(msgs)-1], cv.msgs[0]) || !c.prepend(cv, msgs) {
-		cv.msgs = append(msgs, cv.msgs...)
-		slices.SortFunc(cv.msgs, order)
-		c.rebuild(cv)
+	inFront := len(msgs) > 0 && len(cv.msgs) > 0 && newestFirst(msgs[len(msgs)-1], cv.msgs[0]) < 0
+	cv.msgs = append(msgs, cv.msgs...)
+	if !inFront || !cv.list.prepend(jsons...) {
+		slices.SortFunc(cv.msgs, newestFirst)
+		cv.list.build(len(cv.msgs), func(i int) []byte { return cv.msgs[i].json })
 	}
+	c.account(cv)
 	return nil
 }
 
-func order(a, b checkedMsg) int {
+// newestFirst is the history's order: created_at, then id, descending.
+func newestFirst(a, b checkedMsg) int {
 	switch {
-	case newer(a, b):
+	case older(b.at, b.id, a.at, a.id):
 		return -1
-	case newer(b, a):
+	case older(a.at, a.id, b.at, b.id):
 		return 1
 	}
 	return 0
 }
 
-// newer is the history's order: created_at, then id, descending.
-func newer(a, b checkedMsg) bool {
-	if !a.at.Equal(b.at) {
-		return a.at.After(b.at)
-	}
-	return a.id > b.id
-}
-
-// prepend writes msgs in front of cv's body, when the headroom has room.
-func (c *Checked) prepend(cv *checkedConv, msgs []checkedMsg) bool {
-	size := 0
-	for _, m := range msgs {
-		size += len(m.json) + 2
-	}
-	start := len(cv.buf) - len(cv.body)
-	if cv.body == nil || size > start {
-		return false
-	}
-	at := start
-	for i := len(msgs) - 1; i >= 0; i-- {
-		at -= 2
-		copy(cv.buf[at:], ", ")
-		at -= len(msgs[i].json)
-		copy(cv.buf[at:], msgs[i].json)
-	}
-	cv.body = cv.buf[at:]
-	cv.msgs = append(msgs, cv.msgs...)
-	c.account(cv)
-	return true
-}
-
-// rebuild encodes cv's list anew, with headroom in front.
-func (c *Checked) rebuild(cv *checkedConv) {
-	size := 1
-	for _, m := range cv.msgs {
-		size += len(m.json) + 2
-	}
-	headroom := max(size/4, minHeadroom)
-	buf := make([]byte, headroom, headroom+size)
-	for i, m := range cv.msgs {
-		if i > 0 {
-			buf = append(buf, ", "...)
-		}
-		buf = append(buf, m.json...)
-	}
-	buf = append(buf, ']')
-	cv.buf, cv.body = buf, buf[headroom:]
-	c.account(cv)
-}
-
 // account counts cv's memory: its buffer and each message's own JSON.
 func (c *Checked) account(cv *checkedConv) {
-	n := int64(cap(cv.buf))
-	for _, m := range cv.msgs {
-		n += int64(len(m.json)) + 64
-	}
+	n := int64(cap(cv.list.buf)) + cv.json + 64*int64(len(cv.msgs))
 	c.mu.Lock()
 	if c.convs[cv.id] == cv {
 		c.bytes += n - cv.bytes

@@ -139,11 +139,7 @@ type conv struct {
 	loading chan struct{} // closed when the load ends; nil once ready
 	mark    uint64        // seq when the load began
 	msgs    []*msg        // oldest first: (created_at, id) ascending
-	// The encoded list, newest first, is "[" then body. body ends buf;
-	// the bytes of buf before it are headroom where a new message is
-	// written in front of it: nothing handed out is ever written again.
-	buf     []byte
-	body    []byte // nil: rebuild
+	list    encList       // body nil: rebuild
 	bytes   int64
 	lruElem *list.Element
 	loadErr error
@@ -601,7 +597,7 @@ func (c *Cache) userChange(ch *pgfeed.Change) {
 				cv.bytes -= int64(len(m.json))
 				c.bytes -= int64(len(m.json))
 				m.json = nil
-				cv.body = nil
+				cv.list.body = nil
 			}
 		}
 	}
@@ -687,29 +683,21 @@ func (c *Cache) putLocked(cv *conv, m chat.Message) {
 	c.bytes += msgCost(nm)
 	// Only a new newest message goes in front of the body; any other
 	// change rebuilds it.
-	if cv.body == nil || replaced || i != len(cv.msgs)-1 || !c.prependLocked(cv, nm) {
-		cv.body = nil
+	if replaced || i != len(cv.msgs)-1 || !c.prependLocked(cv, nm) {
+		cv.list.body = nil
 	}
 }
 
 // prependLocked writes m, the newest message, in front of cv's body when
 // the headroom has room, and reports whether it did.
 func (c *Cache) prependLocked(cv *conv, m *msg) bool {
+	if cv.list.body == nil {
+		return false
+	}
 	if err := c.encodeLocked(cv, m); err != nil {
 		return false // the rebuild reports it
 	}
-	sep := ", "
-	if len(cv.msgs) == 1 {
-		sep = "" // the body was "]"
-	}
-	start := len(cv.buf) - len(cv.body) - len(m.json) - len(sep)
-	if start < 0 {
-		return false
-	}
-	n := copy(cv.buf[start:], m.json)
-	copy(cv.buf[start+n:], sep)
-	cv.body = cv.buf[start:]
-	return true
+	return cv.list.prepend(m.json)
 }
 
 // removeLocked removes message id from cv, and reports whether it was there.
@@ -723,17 +711,12 @@ func (c *Cache) removeLocked(cv *conv, id int64) bool {
 	cv.bytes -= msgCost(old)
 	c.bytes -= msgCost(old)
 	cv.msgs = append(cv.msgs[:i], cv.msgs[i+1:]...)
-	cv.body = nil
+	cv.list.body = nil
 	return true
 }
 
-// before is the history's order, oldest first: created_at, then id.
-func before(a, b chat.Message) bool {
-	if !a.CreatedAt.Equal(b.CreatedAt) {
-		return a.CreatedAt.Before(b.CreatedAt)
-	}
-	return a.ID < b.ID
-}
+// before is the history's order, oldest first.
+func before(a, b chat.Message) bool { return older(a.CreatedAt, a.ID, b.CreatedAt, b.ID) }
 
 // msgCost is what a cached message holds, roughly: its text, its encoding
 // and the structures around them.
@@ -741,36 +724,22 @@ func msgCost(m *msg) int64 { return int64(2*len(m.m.Content)+len(m.json)) + 256 
 
 // encodedLocked returns cv's body, encoding what changed.
 func (c *Cache) encodedLocked(cv *conv) ([]byte, int, error) {
-	if cv.body != nil {
-		return cv.body, len(cv.msgs), nil
+	if cv.list.body != nil {
+		return cv.list.body, len(cv.msgs), nil
 	}
-	size := 1
 	for _, m := range cv.msgs {
 		if err := c.encodeLocked(cv, m); err != nil {
 			return nil, 0, err
 		}
-		size += len(m.json) + 2
 	}
-	// Room for a quarter more in front: new messages are prepended without
-	// a rebuild until it is used up.
-	headroom := max(size/4, minHeadroom)
-	buf := make([]byte, headroom, headroom+size)
-	for i := len(cv.msgs) - 1; i >= 0; i-- {
-		buf = append(buf, cv.msgs[i].json...)
-		if i != 0 {
-			buf = append(buf, ", "...)
-		}
-	}
-	buf = append(buf, ']')
-	grown := int64(cap(buf) - cap(cv.buf))
+	old := cap(cv.list.buf)
+	n := len(cv.msgs)
+	cv.list.build(n, func(i int) []byte { return cv.msgs[n-1-i].json }) // msgs are oldest first
+	grown := int64(cap(cv.list.buf) - old)
 	c.bytes += grown
 	cv.bytes += grown
-	cv.buf, cv.body = buf, buf[headroom:]
-	return cv.body, len(cv.msgs), nil
+	return cv.list.body, n, nil
 }
-
-// minHeadroom is the least room left in front of a body for new messages.
-const minHeadroom = 2048
 
 // encodeLocked encodes m, if it is not yet, with its sender's names.
 func (c *Cache) encodeLocked(cv *conv, m *msg) error {
