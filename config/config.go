@@ -53,7 +53,7 @@ type Config struct {
 	Feed              string        `envconfig:"FEED" default:"auto" desc:"the PostgreSQL change feed for histories: auto (use it when the database allows, else say why once and go without), on (refuse to start without it) or off"`
 	FeedPublication   string        `envconfig:"FEED_PUBLICATION" default:"sidecar_feed" desc:"the publication the change feed follows (see docs/deployment.md for the one-time SQL)"`
 	FeedMaxLag        time.Duration `envconfig:"FEED_MAX_LAG" default:"1s" desc:"how long a history waits for the feed to catch up before it is read from the database instead"`
-	HistoryCacheBytes Bytes         `envconfig:"HISTORY_CACHE_BYTES" default:"32MiB" desc:"memory for the histories kept in memory (by the change feed, or checked against the rows' versions without it); least recently used conversations are dropped past it"`
+	HistoryCacheBytes Bytes         `envconfig:"HISTORY_CACHE_BYTES" default:"32MiB" desc:"memory for the histories kept in memory (by the change feed, or checked against the rows' versions without it); least recently used conversations are dropped past it, and a history larger than an eighth of it is not kept"`
 
 	ChannelLayer     string   `envconfig:"CHANNEL_LAYER" default:"memory" desc:"memory (groups inside this process) or redis (channels_redis, shared with Django and other sidecars)"`
 	RedisURL         []string `envconfig:"REDIS_URL" default:"redis://localhost:6379" desc:"Redis hosts of CHANNEL_LAYERS, comma-separated, in the same order as Django's (sharding)"`

@@ -41,8 +41,9 @@ type Checked struct {
 	stats Stats
 }
 
-// ErrTooLarge is Checked's answer for a history larger than it keeps:
-// read it the usual way, within the memory budget.
+// ErrTooLarge is the caches' answer for a history larger than they keep
+// (an eighth of their bound): read it the usual way, within the memory
+// budget.
 var ErrTooLarge = errors.New("histcache: history too large to keep")
 
 // largeFor is how long a history found too large is not tried again.

@@ -52,7 +52,8 @@ type Feed interface {
 // Config bounds the cache.
 type Config struct {
 	// MaxBytes bounds the memory of the cached histories; the least
-	// recently used conversations are dropped past it.
+	// recently used conversations are dropped past it. One history may
+	// take an eighth of it: a larger one is not kept (ErrTooLarge).
 	MaxBytes int64
 	// MaxLag is how long Get waits for the feed to reach the caller's
 	// position before it sends the caller to the database.
@@ -97,12 +98,13 @@ func resolve(n Names) (tables, columns) {
 
 // Cache is the histories in memory. It is a pgfeed.Handler.
 type Cache struct {
-	cfg    Config
-	tables tables
-	cols   columns
-	pos    positions
-	feed   Feed
-	loader Loader
+	cfg     Config
+	maxConv int64 // the most one history may take: an eighth of MaxBytes
+	tables  tables
+	cols    columns
+	pos     positions
+	feed    Feed
+	loader  Loader
 
 	mu      sync.Mutex
 	gen     uint64 // counts resets: a load started in another generation is void
@@ -112,11 +114,13 @@ type Cache struct {
 	users   map[int64]*user // senders of cached messages
 	lru     *list.List      // of *conv, most recently used first
 	bytes   int64
-	seq     uint64        // counts changes applied
-	ring    []ringEntry   // the changes applied while loads run, for them to replay
-	loads   int           // loads in progress
-	applied chan struct{} // closed, and replaced, by every Apply
-	behind  int           // Gets in a row that found the feed behind
+	seq     uint64              // counts changes applied
+	ring    []ringEntry         // the changes applied while loads run, for them to replay
+	loads   int                 // loads in progress
+	applied chan struct{}       // closed, and replaced, by every Apply
+	behind  int                 // Gets in a row that found the feed behind
+	grown   []*conv             // grew past maxConv in this Apply
+	large   map[int64]time.Time // conversations found too large, and when
 	stats   Stats
 }
 
@@ -157,8 +161,9 @@ type user struct {
 
 // New returns an empty cache; run the feed with it as the handler.
 func New(cfg Config, names Names, db *sql.DB, feed Feed, loader Loader) *Cache {
-	c := &Cache{cfg: cfg, feed: feed, loader: loader, ring: make([]ringEntry, ringSize),
-		applied: make(chan struct{}), pos: positions{db: db, timeout: cfg.QueryTimeout}}
+	c := &Cache{cfg: cfg, maxConv: cfg.MaxBytes / 8, feed: feed, loader: loader, ring: make([]ringEntry, ringSize),
+		applied: make(chan struct{}), pos: positions{db: db, timeout: cfg.QueryTimeout},
+		large: map[int64]time.Time{}}
 	c.tables, c.cols = resolve(names)
 	c.clear()
 	return c
@@ -233,6 +238,10 @@ func (c *Cache) get(ctx context.Context, id int64, after []int64) ([]byte, int, 
 	for {
 		cv := c.convs[id]
 		if cv == nil {
+			if time.Since(c.large[id]) < largeFor {
+				c.mu.Unlock()
+				return nil, 0, ErrTooLarge
+			}
 			break // a load now is exact: it starts after every write asked about
 		}
 		var wait <-chan struct{}
@@ -246,6 +255,9 @@ func (c *Cache) get(ctx context.Context, id int64, after []int64) ([]byte, int, 
 			c.behind = 0
 			c.lru.MoveToFront(cv.lruElem)
 			list, n, err := c.encodedLocked(cv)
+			if err == nil && c.tooLargeLocked(cv) {
+				err = ErrTooLarge
+			}
 			c.stats.Hits++
 			c.mu.Unlock()
 			return list, n, err
@@ -321,7 +333,15 @@ func (c *Cache) clearLocked() {
 // changes applied since its load began.
 func (c *Cache) load(ctx context.Context, cv *conv, gen uint64) ([]byte, int, error) {
 	var rows []chat.Message
-	err := c.loader.History(ctx, cv.id, func(m chat.Message) error { rows = append(rows, m); return nil })
+	var size int64
+	err := c.loader.History(ctx, cv.id, func(m chat.Message) error {
+		// What it will take, at least: a large history stops the query.
+		if size += msgCost(&msg{m: m}); size > c.maxConv {
+			return ErrTooLarge
+		}
+		rows = append(rows, m)
+		return nil
+	})
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	defer func() { // after the replay below, which reads the ring
@@ -339,6 +359,9 @@ func (c *Cache) load(ctx context.Context, cv *conv, gen uint64) ([]byte, int, er
 		return nil, 0, err
 	}
 	switch {
+	case errors.Is(err, ErrTooLarge):
+		c.markLargeLocked(cv.id)
+		return fail(err)
 	case err != nil:
 		return fail(err)
 	case c.gen != gen:
@@ -364,8 +387,34 @@ func (c *Cache) load(ctx context.Context, cv *conv, gen uint64) ([]byte, int, er
 	cv.loading = nil
 	cv.lruElem = c.lru.PushFront(cv)
 	list, n, err := c.encodedLocked(cv)
+	if err == nil && c.tooLargeLocked(cv) {
+		return nil, 0, ErrTooLarge
+	}
 	c.evictLocked()
 	return list, n, err
+}
+
+// tooLargeLocked drops cv, a conversation ready in the cache, if it takes
+// more than one history may, and reports whether it did.
+func (c *Cache) tooLargeLocked(cv *conv) bool {
+	if cv.bytes <= c.maxConv || c.convs[cv.id] != cv || cv.loading != nil {
+		return false
+	}
+	c.dropLocked(cv)
+	c.markLargeLocked(cv.id)
+	return true
+}
+
+// markLargeLocked sends the Gets of conversation id to the database for
+// largeFor; expired marks go.
+func (c *Cache) markLargeLocked(id int64) {
+	now := time.Now()
+	for k, t := range c.large {
+		if now.Sub(t) >= largeFor {
+			delete(c.large, k)
+		}
+	}
+	c.large[id] = now
 }
 
 // Reset drops everything: a new stream begins (pgfeed.Handler).
@@ -407,6 +456,11 @@ func (c *Cache) Apply(tx *pgfeed.Tx) {
 		}
 		c.changeLocked(ch, nil)
 	}
+	for _, cv := range c.grown {
+		c.tooLargeLocked(cv)
+	}
+	clear(c.grown)
+	c.grown = c.grown[:0]
 	c.evictLocked()
 }
 
@@ -681,6 +735,9 @@ func (c *Cache) putLocked(cv *conv, m chat.Message) {
 	}
 	cv.bytes += msgCost(nm)
 	c.bytes += msgCost(nm)
+	if cv.bytes > c.maxConv && cv.loading == nil {
+		c.grown = append(c.grown, cv) // Apply drops it
+	}
 	// Only a new newest message goes in front of the body; any other
 	// change rebuilds it.
 	if replaced || i != len(cv.msgs)-1 || !c.prependLocked(cv, nm) {

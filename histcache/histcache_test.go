@@ -42,6 +42,12 @@ const maxLag = 300 * time.Millisecond
 // cluster, with a conversation between a listener and a talker.
 func setup(t *testing.T) *env {
 	t.Helper()
+	return setupSized(t, 4<<20)
+}
+
+// setupSized is setup with a cache of maxBytes.
+func setupSized(t *testing.T, maxBytes int64) *env {
+	t.Helper()
 	db := testenv.LogicalCluster(t).Postgres(t)
 	if _, err := db.DB.Exec(`CREATE PUBLICATION histcache_test FOR TABLE chat_message, chat_fileattachment,
 		users_user (id, email, full_name, user_type, is_active)`); err != nil {
@@ -63,7 +69,7 @@ func setup(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	s := djangodb.Schema{}
-	e.cache = histcache.New(histcache.Config{MaxBytes: 1 << 20, MaxLag: maxLag, QueryTimeout: 5 * time.Second,
+	e.cache = histcache.New(histcache.Config{MaxBytes: maxBytes, MaxLag: maxLag, QueryTimeout: 5 * time.Second,
 		Encode: func(m chat.Message) ([]byte, error) { return json.Marshal(item{m.ID, m.Content, m.IsRead}) },
 	}, histcache.Names{Table: s.Table, Column: s.Column}, db.DB, feed, store)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -223,5 +229,52 @@ func TestPrependedListsExact(t *testing.T) {
 		if got := bytes.Join(s.parts, nil); !bytes.Equal(got, s.was) {
 			t.Fatalf("the list served for message %d changed after it was served:\n%s\nwas\n%s", i, got, s.was)
 		}
+	}
+}
+
+// A history larger than an eighth of the cache is not kept, whether it is
+// found so when loaded or grows so through the feed: the caller reads it
+// from the database, within its memory budget, and the cache does not try
+// again for a while.
+func TestTooLarge(t *testing.T) {
+	long := strings.Repeat("a long message ", 20) // 300 bytes
+	e := setupSized(t, 64<<10)                    // 8 KiB for one history
+	var last int64
+	for range 40 {
+		last = e.save(t, long)
+	}
+	if _, err := e.get(t, last); !errors.Is(err, histcache.ErrTooLarge) {
+		t.Fatalf("loading Get = %v, want ErrTooLarge", err)
+	}
+	if _, err := e.get(t, last); !errors.Is(err, histcache.ErrTooLarge) {
+		t.Fatalf("Get again = %v, want ErrTooLarge", err)
+	}
+	if st := e.cache.Stats(); st.Loads != 1 {
+		t.Errorf("stats %+v; want the one load that found it too large", st)
+	}
+
+	// Small when loaded, then grown by the feed.
+	e = setupSized(t, 64<<10)
+	last = e.save(t, long)
+	if items, err := e.get(t, last); err != nil || len(items) != 1 {
+		t.Fatalf("Get = %v, %v; want the one message", items, err)
+	}
+	grown := false
+	for i := range 40 {
+		last = e.save(t, long)
+		items, err := e.get(t, last)
+		if errors.Is(err, histcache.ErrTooLarge) {
+			grown = true
+			break
+		}
+		if err != nil || len(items) != i+2 {
+			t.Fatalf("message %d: Get = %d items, %v", i, len(items), err)
+		}
+	}
+	if !grown {
+		t.Fatal("a history of 41 messages of 300 bytes was still kept in a cache of 64 KiB")
+	}
+	if _, err := e.get(t, last); !errors.Is(err, histcache.ErrTooLarge) {
+		t.Fatalf("Get after it grew too large = %v, want ErrTooLarge", err)
 	}
 }

@@ -114,22 +114,35 @@ func readInto(ws *websocket.Conn, buf []byte) ([]byte, error) {
 // the first piece of other work may dip into the budget's reserve, so the
 // bystander is still served.
 //
-// Both mostly wait for WRITE_TIMEOUT, so they run in parallel, after the
-// other attacks.
+// With the change feed on, the history is too large for its cache (an
+// eighth of HISTORY_CACHE_BYTES) and is read the same way, within the
+// budget.
+//
+// All three mostly wait for WRITE_TIMEOUT, so they run in parallel, after
+// the other attacks.
 func TestHistoryToNonReaders(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
 		name    string
 		spacing time.Duration
-	}{{"at once", 0}, {"one every 250ms", 250 * time.Millisecond}} {
+		arena   func(*testing.T, func(*arena), ...string) *arena
+	}{
+		{"at once", 0, newArena},
+		{"one every 250ms", 250 * time.Millisecond, newArena},
+		{"at once, feed on", 0, func(t *testing.T, seed func(*arena), env ...string) *arena {
+			// A cache that could hold the history whole, were it not over
+			// the bound on one history.
+			return newFeedArena(t, seed, append(env, "HISTORY_CACHE_BYTES=128MiB")...)
+		}},
+	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			historyToNonReaders(t, c.spacing)
+			historyToNonReaders(t, c.spacing, c.arena)
 		})
 	}
 }
 
-func historyToNonReaders(t *testing.T, spacing time.Duration) {
+func historyToNonReaders(t *testing.T, spacing time.Duration, newArena func(*testing.T, func(*arena), ...string) *arena) {
 	const (
 		messages = 40
 		size     = 1 << 20

@@ -88,20 +88,27 @@ type arena struct {
 // sidecar starts.
 func newArena(t *testing.T, seed func(a *arena), env ...string) *arena {
 	t.Helper()
-	return startArena(t, true, seed, env)
+	return startArena(t, testenv.Postgres, true, seed, env)
+}
+
+// newFeedArena is newArena on a database the sidecar follows through the
+// change feed (FEED=on): its histories come from the feed's cache.
+func newFeedArena(t *testing.T, seed func(a *arena), env ...string) *arena {
+	t.Helper()
+	return startArena(t, testenv.PostgresFeed, true, seed, append(env, "FEED=on"))
 }
 
 // newQuietArena is newArena without the bystander, for an attack aimed at
 // everyone.
 func newQuietArena(t *testing.T, seed func(a *arena), env ...string) *arena {
 	t.Helper()
-	return startArena(t, false, seed, env)
+	return startArena(t, testenv.Postgres, false, seed, env)
 }
 
-func startArena(t *testing.T, bystander bool, seed func(a *arena), env []string) *arena {
+func startArena(t *testing.T, open func(testing.TB) *testenv.Database, bystander bool, seed func(a *arena), env []string) *arena {
 	t.Helper()
 	plainSidecar(t)
-	db := testenv.Postgres(t)
+	db := open(t)
 	a := &arena{t: t, db: db, media: t.TempDir()}
 	a.listener = db.CreateUser(t, "listener@example.com", "Lena Listener", "listener")
 	a.talker = db.CreateUser(t, "talker@example.com", "Tom Talker", "talker")
