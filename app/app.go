@@ -415,7 +415,12 @@ func (a *App) openChecked(ctx context.Context, media consumer.Media) {
 		return
 	}
 	probeCtx, cancel := context.WithTimeout(ctx, schemaCheckTimeout)
-	_, err := a.db.HistorySince(probeCtx, 0, 0, func(chat.Message, int64) error { return nil })
+	var err error
+	for _, after := range []int64{0, 1} { // its two statements: a whole read, a check
+		if _, err = a.db.HistorySince(probeCtx, 0, after, func(chat.Message, int64) error { return nil }); err != nil {
+			break
+		}
+	}
 	cancel()
 	if err != nil {
 		a.log.Warn("history cache off: every history is read whole", "reason", err)

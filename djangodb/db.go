@@ -437,7 +437,13 @@ func (d *DB) HistorySince(ctx context.Context, conversationID, afterID int64, ea
 	fail := func(err error) (Digest, error) {
 		return Digest{}, fmt.Errorf("load history of conversation %d after message %d: %w", conversationID, afterID, err)
 	}
-	rows, err := d.query(ctx, d.q.historySince, conversationID, afterID)
+	// With nothing cached, every row is new and the digest is of none.
+	query, args, want := d.q.historySince, []any{conversationID, afterID}, 1
+	if afterID <= 0 {
+		query, args, want = d.q.historyVersions, args[:1], 0
+		old.Sum = new(big.Int)
+	}
+	rows, err := d.query(ctx, query, args...)
 	if err != nil {
 		return fail(err)
 	}
@@ -473,7 +479,7 @@ func (d *DB) HistorySince(ctx context.Context, conversationID, afterID int64, ea
 	if err := rows.Err(); err != nil {
 		return fail(err)
 	}
-	if digests != 1 {
+	if digests != want {
 		return fail(fmt.Errorf("%d digest rows", digests))
 	}
 	return old, nil

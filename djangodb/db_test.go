@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -738,6 +739,39 @@ func checkHistorySince(t *testing.T, db *djangodb.DB, conv int64, dialect django
 	})
 	if err != nil || !old.Equal(all) || old.Count != int64(len(history)) {
 		t.Fatalf("HistorySince(%d) = %+v, %v; want the digest %+v", maxID, old, err, all)
+	}
+	// From the middle: the rows above it in full, each with the version
+	// the whole read gave it, and the digest of the rest.
+	versions := map[int64]int64{}
+	if _, err := db.HistorySince(ctx, conv, 0, func(m chat.Message, v int64) error { versions[m.ID] = v; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	ids := slices.Sorted(maps.Keys(versions))
+	mid := ids[len(ids)/2]
+	var below, above djangodb.Digest
+	var wantAbove []chat.Message
+	for _, m := range history {
+		if m.ID <= mid {
+			below.Add(versions[m.ID])
+		} else {
+			wantAbove = append(wantAbove, m)
+		}
+	}
+	var gotAbove []chat.Message
+	old, err = db.HistorySince(ctx, conv, mid, func(m chat.Message, v int64) error {
+		gotAbove = append(gotAbove, m)
+		above.Add(v)
+		if v != versions[m.ID] {
+			return fmt.Errorf("message %d: version %d, the whole read gave %d", m.ID, v, versions[m.ID])
+		}
+		return nil
+	})
+	if err != nil || !old.Equal(below) {
+		t.Fatalf("HistorySince(%d) = %+v, %v; want the digest %+v", mid, old, err, below)
+	}
+	slices.SortFunc(gotAbove, func(a, b chat.Message) int { return b.CreatedAt.Compare(a.CreatedAt)*2 + cmp.Compare(b.ID, a.ID) })
+	if !reflect.DeepEqual(gotAbove, wantAbove) {
+		t.Fatalf("HistorySince(%d) read\n%+v\nwant\n%+v", mid, gotAbove, wantAbove)
 	}
 }
 

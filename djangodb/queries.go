@@ -12,6 +12,7 @@ type queries struct {
 	insertFile       string
 	attachmentExists string
 	history          string
+	historyVersions  string // PostgreSQL only
 	historySince     string // PostgreSQL only
 	markRead         string
 
@@ -99,23 +100,32 @@ WHERE m.%s = $1`, m, u, c("user", "id"), c("message", "sender_id"), a, c("attach
 		historyCols, historyFrom, c("message", "created_at"), c("message", "id"))
 
 	if dialect == Postgres {
-		// historySince is the history's rows above a message id ($2), each
-		// with a hash of its version, and one more row with the count and
-		// the sum of the versions of the rows up to $2, all read in one
-		// snapshot: a cached copy of those rows is checked against it. A
-		// row's version is the xmin of the message, of its sender and of
-		// its attachment: every UPDATE changes it, row locks do not. The
-		// digest row's message columns are NULL; the rows come in no
-		// order. Params: $1 conversation, $2 message id.
+		// A row's version is the xmin of the message, of its sender and of
+		// its attachment: every UPDATE changes it, row locks do not.
 		version := fmt.Sprintf(`hashtextextended(m.xmin::text || '.' || u.xmin::text || '.' || coalesce(a.xmin::text, ''), m.%s)`,
 			c("message", "id"))
-		q.historySince = fmt.Sprintf(`SELECT NULL::bigint, NULL::text, %[1]s, %[2]s
-%[3]s AND m.%[4]s > $2
+		// historyVersions is the history's rows, each with its version, in
+		// no order. Params: $1 conversation.
+		q.historyVersions = fmt.Sprintf("SELECT NULL::bigint, NULL::text, %s, %s\n%s", historyCols, version, historyFrom)
+		// historySince is the history's rows above a message id ($2), each
+		// with its version, and one more row with the count and the sum of
+		// the versions of the rows up to $2, all read in one snapshot: a
+		// cached copy of those rows is checked against it. The
+		// conversation's rows are visited once (v), the new ones read
+		// again by primary key. The digest row's message columns are NULL;
+		// the rows come in no order. Params: $1 conversation, $2 message id.
+		q.historySince = fmt.Sprintf(`WITH v AS MATERIALIZED (SELECT m.%[4]s AS id, %[2]s AS version
+%[3]s)
+SELECT NULL::bigint, NULL::text, %[1]s, v.version
+FROM v JOIN %[5]s m ON m.%[4]s = v.id JOIN %[6]s u ON u.%[7]s = m.%[8]s
+LEFT JOIN %[9]s a ON a.%[10]s = m.%[4]s
+WHERE v.id > $2
 UNION ALL
-SELECT count(*), coalesce(sum(%[2]s), 0)::text,
+SELECT count(*), coalesce(sum(v.version), 0)::text,
 	NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
-%[3]s AND m.%[4]s <= $2`,
-			historyCols, version, historyFrom, c("message", "id"))
+FROM v WHERE v.id <= $2`,
+			historyCols, version, historyFrom, c("message", "id"), m, u, c("user", "id"), c("message", "sender_id"),
+			a, c("attachment", "message_id"))
 	}
 
 	if dialect == SQLite {
