@@ -3,6 +3,7 @@ package djangodb_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -123,6 +124,74 @@ func TestSaveTextConcurrentBlock(t *testing.T) {
 		}
 		if lm := lastMessageAt(t, p.pg.DB, p.conv); !lm.Valid {
 			t.Errorf("last_message_at is NULL after %d saves", len(saved))
+		}
+	})
+}
+
+// TestIsBlockedConcurrent is layer 1 of the blocking design under load: 8
+// checkers ask about 4 pairs at once (on PostgreSQL concurrent calls share
+// statements) while a block row is inserted for one of them midway. Every
+// answer is its own pair's; no call that starts after the block committed
+// says the pair is not blocked.
+func TestIsBlockedConcurrent(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, be testenv.Backend) {
+		const checkers, perChecker = 8, 300
+		p := newPair(t, be, chat.StatusActive)
+		ctx := context.Background()
+		type pairIDs struct{ listener, talker int64 }
+		pairs := make([]pairIDs, 4)
+		for i := range pairs {
+			pairs[i] = pairIDs{
+				p.pg.CreateUser(t, fmt.Sprintf("l%d@example.com", i), "", "listener"),
+				p.pg.CreateUser(t, fmt.Sprintf("t%d@example.com", i), "", "talker"),
+			}
+		}
+		p.pg.Block(t, pairs[0].listener, pairs[0].talker) // blocked throughout
+		// pairs[1] is blocked midway; pairs[2] and [3] never.
+		var calls, checked atomic.Int64
+		var committed atomic.Bool
+		blocked, stopped := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(blocked)
+			for calls.Load() < checkers*perChecker/3 {
+				select {
+				case <-stopped: // the checkers failed early
+					return
+				case <-time.After(50 * time.Microsecond):
+				}
+			}
+			p.pg.Block(t, pairs[1].listener, pairs[1].talker)
+			committed.Store(true)
+		}()
+		var wg sync.WaitGroup
+		for c := range checkers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range perChecker {
+					k := (c + i) % len(pairs)
+					after := committed.Load()
+					calls.Add(1)
+					got, err := p.db.IsBlocked(ctx, pairs[k].listener, pairs[k].talker)
+					if err != nil {
+						t.Errorf("IsBlocked: %v", err)
+						return
+					}
+					want := k == 0 || (k == 1 && after)
+					if got != want && !(k == 1 && !after) { // pairs[1] before the commit: either
+						t.Errorf("pair %d (block committed before the call: %v): IsBlocked = %v, want %v", k, after, got, want)
+						return
+					}
+					checked.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		close(stopped)
+		<-blocked
+		if n := checked.Load(); n != checkers*perChecker {
+			t.Fatalf("%d answers checked, want %d", n, checkers*perChecker)
 		}
 	})
 }

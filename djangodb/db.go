@@ -30,6 +30,7 @@ type DB struct {
 	writer chan struct{}
 	queued atomic.Int64 // writes waiting for writer
 	stmts  stmts
+	blocks *blockChecks // PostgreSQL: IsBlocked calls share statements
 }
 
 // Options are the choices New leaves to the caller.
@@ -50,9 +51,13 @@ func New(db *sql.DB, dialect Dialect, s Schema, opts Options) (*DB, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	return &DB{db: db, dialect: dialect, q: buildQueries(s, dialect), iq: buildInboxQueries(s), s: s,
+	d := &DB{db: db, dialect: dialect, q: buildQueries(s, dialect), iq: buildInboxQueries(s), s: s,
 		metrics: newMetrics(), writer: make(chan struct{}, 1),
-		stmts: stmts{db: db, off: opts.Unprepared, m: make(map[string]*sql.Stmt)}}, nil
+		stmts: stmts{db: db, off: opts.Unprepared, m: make(map[string]*sql.Stmt)}}
+	if dialect == Postgres {
+		d.blocks = &blockChecks{one: d.isBlocked, many: d.blockedPairs}
+	}
+	return d, nil
 }
 
 // Ping reports whether the database answers.
@@ -119,11 +124,22 @@ func (d *DB) UserConversation(ctx context.Context, userID, convID int64) (chat.U
 // IsBlocked reports whether a block row exists for the pair.
 func (d *DB) IsBlocked(ctx context.Context, listenerID, talkerID int64) (bool, error) {
 	defer d.metrics.time("is_blocked")()
-	var blocked bool
-	if err := d.queryRow(ctx, d.q.isBlocked, listenerID, talkerID).Scan(&blocked); err != nil {
+	check := d.isBlocked
+	if d.blocks != nil {
+		check = d.blocks.check
+	}
+	blocked, err := check(ctx, listenerID, talkerID)
+	if err != nil {
 		return false, fmt.Errorf("check block %d/%d: %w", listenerID, talkerID, err)
 	}
 	return blocked, nil
+}
+
+// isBlocked is IsBlocked in a statement of its own.
+func (d *DB) isBlocked(ctx context.Context, listenerID, talkerID int64) (bool, error) {
+	var blocked bool
+	err := d.queryRow(ctx, d.q.isBlocked, listenerID, talkerID).Scan(&blocked)
+	return blocked, err
 }
 
 // SaveText writes a text message and the conversation's last_message_at

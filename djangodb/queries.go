@@ -8,6 +8,7 @@ type queries struct {
 	conversation     string
 	userConversation string
 	isBlocked        string
+	isBlockedMany    string // PostgreSQL only
 	insertMessage    string
 	insertFile       string
 	attachmentExists string
@@ -53,6 +54,12 @@ FROM %s u LEFT JOIN %s c ON c.%s = $2 WHERE u.%s = $1`,
 
 	q.isBlocked = fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %s WHERE %s = $1 AND %s = $2)`,
 		b, c("block", "listener_id"), c("block", "talker_id"))
+	if dialect == Postgres {
+		// isBlockedMany is isBlocked for many pairs: the pairs, of the
+		// listeners $1 and talkers $2 (arrays, in order), that have a block row.
+		q.isBlockedMany = fmt.Sprintf(`SELECT p.l, p.t FROM unnest($1::bigint[], $2::bigint[]) AS p(l, t)
+WHERE EXISTS (SELECT 1 FROM %s WHERE %s = p.l AND %s = p.t)`, b, c("block", "listener_id"), c("block", "talker_id"))
+	}
 
 	// insertMessage is layer 2 of the blocking design: the block, existence
 	// and status rules are checked by the same statement that inserts, so a
