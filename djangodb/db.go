@@ -30,7 +30,7 @@ type DB struct {
 	writer chan struct{}
 	queued atomic.Int64 // writes waiting for writer
 	stmts  stmts
-	blocks *blockChecks // PostgreSQL: IsBlocked calls share statements
+	blocks *batcher[blockPair, bool] // PostgreSQL: IsBlocked calls share statements
 }
 
 // Options are the choices New leaves to the caller.
@@ -55,7 +55,7 @@ func New(db *sql.DB, dialect Dialect, s Schema, opts Options) (*DB, error) {
 		metrics: newMetrics(), writer: make(chan struct{}, 1),
 		stmts: stmts{db: db, off: opts.Unprepared, m: make(map[string]*sql.Stmt)}}
 	if dialect == Postgres {
-		d.blocks = &blockChecks{one: d.isBlocked, many: d.blockedPairs}
+		d.blocks = d.newBlockChecks()
 	}
 	return d, nil
 }
@@ -124,11 +124,13 @@ func (d *DB) UserConversation(ctx context.Context, userID, convID int64) (chat.U
 // IsBlocked reports whether a block row exists for the pair.
 func (d *DB) IsBlocked(ctx context.Context, listenerID, talkerID int64) (bool, error) {
 	defer d.metrics.time("is_blocked")()
-	check := d.isBlocked
+	var blocked bool
+	var err error
 	if d.blocks != nil {
-		check = d.blocks.check
+		blocked, err = d.blocks.do(ctx, blockPair{listenerID, talkerID})
+	} else {
+		blocked, err = d.isBlocked(ctx, listenerID, talkerID)
 	}
-	blocked, err := check(ctx, listenerID, talkerID)
 	if err != nil {
 		return false, fmt.Errorf("check block %d/%d: %w", listenerID, talkerID, err)
 	}

@@ -8,8 +8,9 @@ import (
 	"time"
 )
 
-// fakeStatements stands for the database: each statement waits for the
-// test to release it, and reports the pairs it was asked about.
+// fakeStatements stands for the database answering block checks: each
+// statement waits for the test to release it, and reports the pairs it
+// was asked about.
 type fakeStatements struct {
 	asked   chan []blockPair
 	release chan error
@@ -20,19 +21,18 @@ func newFakeStatements() *fakeStatements {
 	return &fakeStatements{asked: make(chan []blockPair), release: make(chan error), blocked: map[blockPair]bool{}}
 }
 
-func (f *fakeStatements) checks() *blockChecks {
-	return &blockChecks{
-		one: func(ctx context.Context, l, t int64) (bool, error) {
-			f.asked <- []blockPair{{l, t}}
-			err := <-f.release
-			return f.blocked[blockPair{l, t}], err
-		},
-		many: func(ctx context.Context, pairs []blockPair) (map[blockPair]bool, error) {
-			f.asked <- slices.Clone(pairs)
-			err := <-f.release
-			return f.blocked, err
-		},
-	}
+func (f *fakeStatements) checks() *batcher[blockPair, bool] {
+	return &batcher[blockPair, bool]{max: 100, run: func(ctx context.Context, pairs []blockPair) ([]bool, error) {
+		f.asked <- slices.Clone(pairs)
+		if err := <-f.release; err != nil {
+			return nil, err
+		}
+		out := make([]bool, len(pairs))
+		for i, p := range pairs {
+			out[i] = f.blocked[p]
+		}
+		return out, nil
+	}}
 }
 
 type answer struct {
@@ -44,14 +44,14 @@ type answer struct {
 // The calls made while a statement runs are answered together by the
 // next one, which begins after all of them: none is answered by a
 // statement that began before it was made.
-func TestBlockChecksBatch(t *testing.T) {
+func TestBatcher(t *testing.T) {
 	f := newFakeStatements()
 	b := f.checks()
 	f.blocked[blockPair{3, 4}] = true
 	answers := make(chan answer)
 	ask := func(ctx context.Context, l, tk int64) {
 		go func() {
-			blocked, err := b.check(ctx, l, tk)
+			blocked, err := b.do(ctx, blockPair{l, tk})
 			answers <- answer{blockPair{l, tk}, blocked, err}
 		}()
 	}
@@ -115,7 +115,7 @@ func TestBlockChecksBatch(t *testing.T) {
 }
 
 // waitPending waits until n calls wait for the next statement.
-func waitPending(t *testing.T, b *blockChecks, n int) {
+func waitPending(t *testing.T, b *batcher[blockPair, bool], n int) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
 		b.mu.Lock()
