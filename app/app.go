@@ -444,6 +444,8 @@ func (a *App) registerCacheStats(stats func() histcache.Stats) {
 			func() float64 { return float64(stats().NotExact) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sidecar_history_cache_evictions_total", Help: "Conversations dropped from the cache past HISTORY_CACHE_BYTES."},
 			func() float64 { return float64(stats().Evictions) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sidecar_history_cache_bytes", Help: "Memory the cached histories take, as the cache counts it against HISTORY_CACHE_BYTES."},
+			func() float64 { return float64(stats().Bytes) }),
 	)
 }
 

@@ -87,7 +87,9 @@ func NewChecked(maxBytes int64, encode func(chat.Message) ([]byte, error), src S
 func (c *Checked) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.stats
+	st := c.stats
+	st.Bytes = c.bytes
+	return st
 }
 
 // Get returns the history of conversation id, newest first, as Cache.Get

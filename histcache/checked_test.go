@@ -171,7 +171,8 @@ func TestCheckedOutOfOrder(t *testing.T) {
 // Past its bound the cache drops the least recently used conversations
 // and serves them right when asked again.
 func TestCheckedEvicts(t *testing.T) {
-	e := setupChecked(t, 128<<10)
+	const maxBytes = 128 << 10
+	e := setupChecked(t, maxBytes)
 	convs := []int64{e.conv}
 	for i := range 11 {
 		talker := e.db.CreateUser(t, fmt.Sprintf("talker%d@example.com", i), "T", "talker")
@@ -190,8 +191,8 @@ func TestCheckedEvicts(t *testing.T) {
 			e.check(t, fmt.Sprintf("round %d, conversation %d", round, conv))
 		}
 	}
-	if st := e.cache.Stats(); st.Evictions == 0 || st.Loads <= uint64(len(convs)) {
-		t.Errorf("stats %+v: want evictions, and loads again after them", st)
+	if st := e.cache.Stats(); st.Evictions == 0 || st.Loads <= uint64(len(convs)) || st.Bytes <= 0 || st.Bytes > maxBytes {
+		t.Errorf("stats %+v: want evictions, loads again after them, and at most %d bytes held", st, maxBytes)
 	}
 }
 

@@ -124,9 +124,11 @@ type Cache struct {
 	stats   Stats
 }
 
-// Stats count what the cache did, for metrics.
+// Stats count what the cache did, for metrics, and Bytes is what it
+// holds now.
 type Stats struct {
 	Hits, Loads, NotExact, Evictions uint64
+	Bytes                            int64
 }
 
 type ringEntry struct {
@@ -183,7 +185,9 @@ func (c *Cache) clear() {
 func (c *Cache) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.stats
+	st := c.stats
+	st.Bytes = c.bytes
+	return st
 }
 
 // Get returns the history of conversation id, newest first, as the JSON

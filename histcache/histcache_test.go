@@ -146,8 +146,8 @@ func TestGetAfterOwnMessage(t *testing.T) {
 			}
 		}
 	}
-	if st := e.cache.Stats(); st.Loads != 1 || st.Hits != 20 || st.NotExact != 0 {
-		t.Errorf("stats %+v; want one load, 20 hits", st)
+	if st := e.cache.Stats(); st.Loads != 1 || st.Hits != 20 || st.NotExact != 0 || st.Bytes <= 0 {
+		t.Errorf("stats %+v; want one load, 20 hits, some bytes held", st)
 	}
 }
 
@@ -249,8 +249,8 @@ func TestTooLarge(t *testing.T) {
 	if _, err := e.get(t, last); !errors.Is(err, histcache.ErrTooLarge) {
 		t.Fatalf("Get again = %v, want ErrTooLarge", err)
 	}
-	if st := e.cache.Stats(); st.Loads != 1 {
-		t.Errorf("stats %+v; want the one load that found it too large", st)
+	if st := e.cache.Stats(); st.Loads != 1 || st.Bytes != 0 {
+		t.Errorf("stats %+v; want the one load that found it too large, and nothing held", st)
 	}
 
 	// Small when loaded, then grown by the feed.
@@ -276,5 +276,8 @@ func TestTooLarge(t *testing.T) {
 	}
 	if _, err := e.get(t, last); !errors.Is(err, histcache.ErrTooLarge) {
 		t.Fatalf("Get after it grew too large = %v, want ErrTooLarge", err)
+	}
+	if st := e.cache.Stats(); st.Bytes != 0 {
+		t.Errorf("stats %+v; want nothing held once the only history was dropped", st)
 	}
 }
