@@ -1,7 +1,6 @@
 package hostile
 
 import (
-	"bufio"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -224,34 +223,10 @@ func historyToNonReaders(t *testing.T, spacing time.Duration, feed bool) {
 	if feed {
 		// The cache refused the history, whose loads went to the database
 		// within the budget: it holds no more than one history may.
-		if n := metricValue(t, a.sc.AdminAddr, "sidecar_history_cache_bytes"); n > float64(cacheBytes/8) {
+		if n := a.sc.Metric(t, "sidecar_history_cache_bytes"); n > float64(cacheBytes/8) {
 			t.Errorf("the feed's cache holds %s after the attack, want at most an eighth of %s", mib(int64(n)), mib(cacheBytes))
 		}
 	}
-}
-
-// metricValue reads one sample of the sidecar's /metrics (0 when absent).
-func metricValue(t *testing.T, admin, sample string) float64 {
-	t.Helper()
-	resp, err := http.Get("http://" + admin + "/metrics")
-	if err != nil {
-		t.Fatalf("metrics: %v", err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), sample+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatalf("metrics: %q: %v", sc.Text(), err)
-			}
-			return f
-		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatalf("metrics: %v", err)
-	}
-	return 0
 }
 
 // b. A talker sends 100 typing frames just under MAX_TEXT_FRAME_BYTES to a

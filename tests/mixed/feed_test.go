@@ -1,7 +1,6 @@
 package mixed
 
 import (
-	"bufio"
 	"context"
 	"database/sql"
 	"fmt"
@@ -78,25 +77,6 @@ func (p *feedPair) manage(args ...string) {
 	testenv.RunManage(p.t, []string{"DATABASE_URL=" + p.db.DSN}, args...)
 }
 
-// metric reads one series from the feed sidecar's admin listener.
-func (p *feedPair) metric(name string) float64 {
-	p.t.Helper()
-	resp, err := http.Get("http://" + p.feed.AdminAddr + "/metrics")
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == name {
-			v, _ := strconv.ParseFloat(f[1], 64)
-			return v
-		}
-	}
-	p.t.Fatalf("no series %s", name)
-	return 0
-}
-
 // Every change made by anyone reaches the next new_message and history
 // through the feed exactly as a fresh query shows it: the REST API's
 // mark_read (no event), a REST upload, an admin edit, an unchanged TOASTed
@@ -157,7 +137,7 @@ func TestFeedExactness(t *testing.T) {
 	if a, b := p.history(p.feed.Addr), p.history(p.plain.Addr); a != b {
 		t.Errorf("connect history differs\nfeed:  %s\nquery: %s", a, b)
 	}
-	if hits := p.metric("sidecar_history_cache_hits_total"); hits < 8 {
+	if hits := p.feed.Metric(p.t, "sidecar_history_cache_hits_total"); hits < 8 {
 		t.Errorf("%v histories served from the cache, want most of them", hits)
 	}
 }
@@ -212,11 +192,11 @@ func TestFeedKilledMidLoad(t *testing.T) {
 	wg.Wait()
 	t.Logf("walsender killed %d times during %d messages; every frame equal to the database's", killed(), sent)
 	// The cache comes back by itself.
-	before := p.metric("sidecar_history_cache_hits_total")
+	before := p.feed.Metric(p.t, "sidecar_history_cache_hits_total")
 	deadline := time.Now().Add(20 * time.Second)
-	for p.metric("sidecar_feed_up") != 1 || p.metric("sidecar_history_cache_hits_total") == before {
+	for p.feed.Metric(p.t, "sidecar_feed_up") != 1 || p.feed.Metric(p.t, "sidecar_history_cache_hits_total") == before {
 		if time.Now().After(deadline) {
-			t.Fatalf("the cache did not come back: feed_up %v, hits %v", p.metric("sidecar_feed_up"), p.metric("sidecar_history_cache_hits_total"))
+			t.Fatalf("the cache did not come back: feed_up %v, hits %v", p.feed.Metric(p.t, "sidecar_feed_up"), p.feed.Metric(p.t, "sidecar_history_cache_hits_total"))
 		}
 		p.send("after the kills")
 	}

@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,6 +29,29 @@ type Sidecar struct {
 
 // Log returns everything the sidecar has logged so far.
 func (s *Sidecar) Log() string { return s.log.String() }
+
+// Metric reads one series (a name with its labels, as /metrics prints it)
+// from the admin listener, which ADMIN_ADDR must have opened.
+func (s *Sidecar) Metric(t testing.TB, series string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + s.AdminAddr + "/metrics")
+	if err != nil {
+		t.Fatalf("testenv: metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == series {
+			v, err := strconv.ParseFloat(f[1], 64)
+			if err != nil {
+				t.Fatalf("testenv: metrics: %q: %v", sc.Text(), err)
+			}
+			return v
+		}
+	}
+	t.Fatalf("testenv: no series %s in the metrics", series)
+	return 0
+}
 
 // Stop sends SIGTERM and waits for the process to exit (the graceful
 // shutdown), killing it after 30 s.
