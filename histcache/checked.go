@@ -156,7 +156,7 @@ func (c *Checked) refresh(ctx context.Context, cv *checkedConv) ([]byte, int, er
 	size := cv.bytes
 	each := func(m chat.Message, v int64) error {
 		// What its JSON will take, about: a large history stops the query.
-		if size += int64(2*len(m.Content)) + 256; size > c.maxConv {
+		if size += rowCost(m); size > c.maxConv {
 			return ErrTooLarge
 		}
 		fresh, versions = append(fresh, m), append(versions, v)

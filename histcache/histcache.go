@@ -340,7 +340,7 @@ func (c *Cache) load(ctx context.Context, cv *conv, gen uint64) ([]byte, int, er
 	var size int64
 	err := c.loader.History(ctx, cv.id, func(m chat.Message) error {
 		// What it will take, at least: a large history stops the query.
-		if size += msgCost(&msg{m: m}); size > c.maxConv {
+		if size += rowCost(m); size > c.maxConv {
 			return ErrTooLarge
 		}
 		rows = append(rows, m)
@@ -781,7 +781,11 @@ func before(a, b chat.Message) bool { return older(a.CreatedAt, a.ID, b.CreatedA
 
 // msgCost is what a cached message holds, roughly: its text, its encoding
 // and the structures around them.
-func msgCost(m *msg) int64 { return int64(2*len(m.m.Content)+len(m.json)) + 256 }
+func msgCost(m *msg) int64 { return rowCost(m.m) + int64(len(m.json)) }
+
+// rowCost is what a message read from the database will hold before it is
+// encoded: what both caches count against a history's bound as they read.
+func rowCost(m chat.Message) int64 { return int64(2*len(m.Content)) + 256 }
 
 // encodedLocked returns cv's body, encoding what changed.
 func (c *Cache) encodedLocked(cv *conv) ([]byte, int, error) {
