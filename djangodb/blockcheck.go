@@ -3,7 +3,8 @@ package djangodb
 import (
 	"context"
 	"fmt"
-	"strconv"
+
+	"github.com/lib/pq"
 )
 
 type blockPair struct{ listener, talker int64 }
@@ -32,17 +33,11 @@ func (d *DB) newBlockChecks() *batcher[blockPair, bool] {
 // blockedPairs answers many pairs in one statement (isBlockedMany): the
 // pairs that have a block row.
 func (d *DB) blockedPairs(ctx context.Context, pairs []blockPair) (map[blockPair]bool, error) {
-	listeners, talkers := make([]byte, 0, 16*len(pairs)), make([]byte, 0, 16*len(pairs))
+	listeners, talkers := make([]int64, len(pairs)), make([]int64, len(pairs))
 	for i, p := range pairs {
-		sep := byte(',')
-		if i == 0 {
-			sep = '{'
-		}
-		listeners = strconv.AppendInt(append(listeners, sep), p.listener, 10)
-		talkers = strconv.AppendInt(append(talkers, sep), p.talker, 10)
+		listeners[i], talkers[i] = p.listener, p.talker
 	}
-	listeners, talkers = append(listeners, '}'), append(talkers, '}')
-	rows, err := d.query(ctx, d.q.isBlockedMany, string(listeners), string(talkers))
+	rows, err := d.query(ctx, d.q.isBlockedMany, pq.Array(listeners), pq.Array(talkers))
 	if err != nil {
 		return nil, fmt.Errorf("in a batch of %d: %w", len(pairs), err)
 	}
